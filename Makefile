@@ -1,0 +1,47 @@
+# qsched: two commands set everything up on a fresh machine.
+#   make test       create/reuse .venv with the pinned requirements, run pytest + every notebook headless (FAST mode)
+#   make reproduce  create/reuse .venv, run every notebook top to bottom in full mode, write results/
+#   make lab        JupyterLab on notebooks/
+#   make bench      Triton kernel benchmarks (needs a CUDA GPU)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.qsched-installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: setup test reproduce lab bench clean-venv
+
+setup: $(STAMP)
+
+# Re-installs only when requirements.txt or pyproject.toml change; otherwise this is a no-op.
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+test: $(STAMP)
+	QSCHED_FAST=1 $(PY) -m pytest -q --nbmake --nbmake-timeout=1800 tests notebooks
+
+reproduce: $(STAMP)
+	@mkdir -p results/notebooks
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb"; \
+	  QSCHED_FAST=0 $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
+	    --output-dir results/notebooks "$$nb" || exit 1; \
+	done
+	@echo "results written to results/"
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(PY) kernels/bench.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,13 @@
+"""qsched_core: post-training quantization of few-step diffusion models, small enough to read.
+
+Subpackages and modules (see README.md for the file map):
+  quant/      quantization primitives, QuantConfig presets, QuantLinear, PTQ methods
+  sched.py    Q-Sched: quantization-aware scheduler coefficients for LCM, TCD, Euler-A, flow matching
+  jaq.py      the JAQ objective (text-image compatibility + k * image quality)
+  search.py   coefficient search (grid with common random numbers, coarse-to-fine, gradient)
+  metrics.py  FID, CLIP score, CLIP-IQA, attribute accuracy, bootstrap CIs
+  tinyworld/  the embedded procedural world and its trained models
+"""
+from .utils import fast_mode, results_dir, set_seed
+
+__all__ = ["fast_mode", "results_dir", "set_seed"]

@@ -1,0 +1,48 @@
+"""Small shared helpers: seeding, the FAST switch, and where the repo keeps models and results.
+
+`set_seed` is the one place that seeds every generator; `fast_mode()` reads the `QSCHED_FAST` environment
+variable that `make test` sets to 1 (tiny sample counts, for CI) and `make reproduce` sets to 0 (full runs).
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+RESULTS_DIR = REPO_ROOT / "results"
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a CPU `torch.Generator` seeded the same way."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative int")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def fast_mode(default: bool = False) -> bool:
+    """True when QSCHED_FAST=1 (CI and `make test`), False when QSCHED_FAST=0 (`make reproduce`)."""
+    value = os.environ.get("QSCHED_FAST")
+    if value is None:
+        return default
+    if value not in ("0", "1"):
+        raise ValueError(f"QSCHED_FAST={value!r} must be '0' or '1'")
+    return value == "1"
+
+
+def results_dir(*parts: str) -> Path:
+    """`results/<parts>` (created if missing): where notebooks and scripts write tables and figures.
+
+    In FAST mode (CI) outputs go to `results/fast/<parts>` instead, so a quick run never overwrites the
+    full-mode results that README quotes.
+    """
+    path = (RESULTS_DIR / "fast" if fast_mode() else RESULTS_DIR).joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
