@@ -8,6 +8,12 @@ Subpackages and modules (see README.md for the file map):
   metrics.py  FID, CLIP score, CLIP-IQA, attribute accuracy, bootstrap CIs
   tinyworld/  the embedded procedural world and its trained models
 """
+import logging
+
 from .utils import fast_mode, results_dir, set_seed
+
+# bitsandbytes (pulled in by pyiqa) warns on import that an optional CPU kernel is unavailable offline; it is
+# never used here, so keep the notebooks' output clean.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 __all__ = ["fast_mode", "results_dir", "set_seed"]
