@@ -1,0 +1,149 @@
+"""The PTQ methods behind one call, and the report each of them returns.
+
+    model, report = apply_ptq(model, "smoothquant", QuantConfig.from_name("w8a8"), calib_batches)
+    print(report)                      # one line: method, setting, mean layer error vs RTN, time, memory
+    pd.DataFrame(report.rows())        # one row per linear: what was folded / rotated, its error, RTN's error
+
+Every method has the signature `method(model, cfg, calib, **opts) -> (model, PTQReport)`, swaps the selected
+nn.Linear layers for QuantLinear in place, and measures on the calibration inputs:
+  - rel_err:     ||Q(x) - y|| / ||y|| per layer, y the FP layer's output on the same calibration rows;
+  - rel_err_rtn: the same for plain round-to-nearest with the same QuantConfig, the baseline to beat;
+  - fp_max_abs_diff: how much the method's exact transforms alone (smoothing, rotation, before any rounding)
+    change the model output on the first calibration batch; ~1e-5 in fp32, else a fold is wrong;
+  - seconds and peak memory. Memory is the growth of the process' resident set (RSS) above its level at the
+    start, sampled every 5 ms from /proc/self/statm: torch's CPU tensors live outside Python's allocator, so
+    tracemalloc would not see them. Memory the allocator reuses, or that another thread frees in between,
+    is not counted, so read it as an order of magnitude.
+
+| method      | file           | weights                         | activations                            |
+|-------------|----------------|---------------------------------|----------------------------------------|
+| rtn         | rtn.py         | round-to-nearest                | per cfg                                 |
+| gptq        | gptq.py        | Hessian-aware error feedback    | per cfg                                 |
+| awq         | awq.py         | activation-aware scales + clip  | per cfg (weight-only in the papers)     |
+| smoothquant | smoothquant.py | RTN after migrating act ranges  | smoothed, per cfg                       |
+| quarot      | quarot.py      | GPTQ (or RTN) on rotated W      | randomised Hadamard, per cfg            |
+| duquant     | duquant.py     | RTN on smoothed + rotated W     | smoothing + block rotations + zigzag    |
+"""
+from __future__ import annotations
+
+import csv
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+METHODS = ("rtn", "gptq", "awq", "smoothquant", "quarot", "duquant")
+
+
+@dataclass
+class LayerReport:
+    name: str
+    shape: tuple[int, int]        # (out_features N, in_features K)
+    transform: str                # e.g. "smooth, fold -> norm1", "hadamard online (H_12 x H_8)"
+    rel_err: float | None         # this method, on calibration rows
+    rel_err_rtn: float | None     # plain RTN, same cfg, same rows
+    info: dict = field(default_factory=dict)  # method-specific: alpha, clip ratios, damping, ...
+
+
+@dataclass
+class PTQReport:
+    method: str
+    cfg_name: str
+    layers: list[LayerReport]
+    seconds: float = 0.0
+    peak_mem_mb: float = 0.0
+    fp_max_abs_diff: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict]:
+        """One dict per layer (info flattened), for a DataFrame or CSV."""
+        return [{k: v for k, v in asdict(r).items() if k != "info"} | r.info for r in self.layers]
+
+    def mean_error(self, rtn: bool = False) -> float:
+        errs = [r.rel_err_rtn if rtn else r.rel_err for r in self.layers]
+        errs = [e for e in errs if e is not None]
+        return sum(errs) / len(errs) if errs else float("nan")
+
+    def summary(self) -> dict:
+        return dict(method=self.method, setting=self.cfg_name, layers=len(self.layers),
+                    mean_rel_err=self.mean_error(), mean_rel_err_rtn=self.mean_error(rtn=True),
+                    fp_max_abs_diff=self.fp_max_abs_diff, seconds=round(self.seconds, 2),
+                    peak_mem_mb=round(self.peak_mem_mb, 1))
+
+    def to_csv(self, path) -> Path:
+        rows = self.rows()
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        return Path(path)
+
+    def __str__(self) -> str:
+        s = self.summary()
+        diff = "" if s["fp_max_abs_diff"] is None else f", transforms alone change FP by {s['fp_max_abs_diff']:.1e}"
+        text = (f"{s['method']} {s['setting']}: {s['layers']} layers, mean layer error {s['mean_rel_err']:.4f} "
+                f"(RTN {s['mean_rel_err_rtn']:.4f}){diff}; {s['seconds']} s, +{s['peak_mem_mb']} MB peak RSS")
+        return "\n".join([text] + [f"  note: {n}" for n in self.notes])
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: fall back to the lifetime peak, which only ever grows
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclass
+class Measurement:
+    seconds: float = 0.0
+    peak_mem_mb: float = 0.0
+
+
+@contextmanager
+def measure(interval: float = 0.005):
+    """Wall time and peak RSS growth (MB, sampled every `interval` s) of the block: `with measure() as m:`."""
+    m, start, peak, stop = Measurement(), _rss_bytes(), [0], threading.Event()
+
+    def sample():
+        while not stop.wait(interval):
+            peak[0] = max(peak[0], _rss_bytes())
+    thread = threading.Thread(target=sample, daemon=True)
+    t0 = time.perf_counter()
+    thread.start()
+    try:
+        yield m
+    finally:
+        stop.set()
+        thread.join()
+        m.seconds = time.perf_counter() - t0
+        m.peak_mem_mb = max(0, max(peak[0], _rss_bytes()) - start) / 2**20
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.float() - ref.float()).norm() / ref.float().norm().clamp(min=1e-12))
+
+
+def _registry() -> dict:
+    from .awq import awq_quantize
+    from .duquant import duquant_quantize
+    from .gptq import gptq_quantize
+    from .quarot import quarot_quantize
+    from .rtn import rtn_quantize
+    from .smoothquant import smoothquant_quantize
+    return dict(rtn=rtn_quantize, gptq=gptq_quantize, awq=awq_quantize, smoothquant=smoothquant_quantize,
+                quarot=quarot_quantize, duquant=duquant_quantize)
+
+
+def apply_ptq(model: nn.Module, method: str, cfg, calib_batches, **opts) -> tuple[nn.Module, PTQReport]:
+    """Quantize `model` in place with one of METHODS; opts go to that method (see its docstring)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown PTQ method {method!r}; choose one of {', '.join(METHODS)}")
+    return _registry()[method](model, cfg, calib_batches, **opts)
