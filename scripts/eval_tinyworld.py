@@ -1,0 +1,279 @@
+"""Measure the shipped tiny world: python scripts/eval_tinyworld.py [--n-prompts 1000] [--fast]
+
+Generation: the LCM student at 1, 2, 4 and 8 steps and the DDIM teacher (25 steps, classifier-free guidance)
+on `eval_prompts(n)` (seen colour-shape combinations) and on `eval_prompts(n, held_out=True)` (held-out
+combinations), every method from the same per-image noise; ground-truth renders of the same prompts give the
+floor of each metric. Reported: attribute accuracy (one- and two-object prompts), FID on evaluator features,
+CLIPScore and CLIP-IQA under the tiny judge, with 95% bootstrap intervals, and paired student-vs-teacher tests.
+Components: judge caption retrieval and CLIP-IQA clean-vs-degraded ranking, evaluator accuracy on renders, VAE
+PSNR, CPU speed of the 4-step student. Writes results/tinyworld_quality.{md,csv,json} and its metric card
+(results/fast/ with --fast); every number in them comes from the run that wrote them.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from qsched_core.jaq import Judge
+from qsched_core.metrics import MetricCard, machine_description
+from qsched_core.stats import paired_bootstrap_diff, sign_test
+from qsched_core.tinyworld import quality as Q
+from qsched_core.tinyworld.loaders import (
+    GUIDANCE_SCALE,
+    load_evaluator,
+    load_judge,
+    load_pipeline,
+    load_teacher_pipeline,
+)
+from qsched_core.tinyworld.render import render
+from qsched_core.tinyworld.train_clip import evaluate_judge
+from qsched_core.tinyworld.world import eval_prompts
+from qsched_core.utils import REPO_ROOT, RESULTS_DIR
+
+SETS = {"seen": False, "held-out": True}
+IMAGE_CACHE = REPO_ROOT / ".cache" / "eval_tinyworld"  # generated images, so an interrupted run can resume
+METRICS = ("acc_single", "acc_two", "background", "fid", "clip_score", "clip_iqa")
+
+
+@dataclass
+class EvalConfig:
+    n_prompts: int = 1000          # prompts per set (seen, held-out)
+    steps: tuple = (1, 2, 4, 8)    # student steps
+    teacher_steps: int = 25
+    guidance_scale: float = GUIDANCE_SCALE
+    seed: int = 0                  # prompts and per-image noise
+    ref_seed: int = 1              # FID reference renders (other prompts of the same distribution)
+    n_ref: int = 5000
+    batch_size: int = 32
+    n_boot: int = 1000             # bootstrap resamples of per-image means
+    fid_boot: int = 50             # bootstrap resamples of FID (one matrix square root each)
+    threads: int = 2
+    fast: bool = False
+    resume: bool = True            # reuse images cached by an interrupted run with the same settings and weights
+    out_dir: str = str(RESULTS_DIR)
+
+    def __post_init__(self):
+        self.steps = tuple(int(s) for s in self.steps)
+        if self.n_prompts < 2 or self.n_ref < 2 or not self.steps or min(self.steps) < 1:
+            raise ValueError(f"n_prompts={self.n_prompts} and n_ref={self.n_ref} must be >= 2 and steps="
+                             f"{self.steps} non-empty and >= 1 (e.g. --steps 1,2,4,8)")
+        if 4 not in self.steps:
+            raise ValueError(f"steps={self.steps} must include 4: the targets and the speed are for 4 steps")
+
+
+def parse_args() -> EvalConfig:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n-prompts", type=int, default=None, help="prompts per set (default 1000, 64 with --fast)")
+    p.add_argument("--n-ref", type=int, default=None, help="FID reference renders (default 5000, 512 with --fast)")
+    p.add_argument("--steps", default="1,2,4,8")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fast", action="store_true", help="tiny counts for a smoke run; writes under results/fast/")
+    p.add_argument("--no-resume", action="store_true", help=f"regenerate every image (ignore {IMAGE_CACHE})")
+    args = p.parse_args()
+    fast = args.fast
+    return EvalConfig(n_prompts=args.n_prompts or (64 if fast else 1000), n_ref=args.n_ref or (512 if fast else 5000),
+                      steps=args.steps.split(","), seed=args.seed, threads=args.threads, fast=fast,
+                      resume=not args.no_resume,
+                      n_boot=200 if fast else 1000, fid_boot=10 if fast else 50,
+                      out_dir=str(RESULTS_DIR / "fast" if fast else RESULTS_DIR))
+
+
+def methods(cfg: EvalConfig, pipe, teacher):
+    """(model, steps, weights, images_fn(scenes)) for the floor, each student step count and the teacher."""
+    yield "renders", 0, None, lambda scenes: render(scenes, torch.Generator().manual_seed(cfg.seed + 1000))
+    for n in cfg.steps:
+        yield "student", n, pipe.unet, lambda scenes, n=n: Q.generate(pipe, scenes, n, cfg.guidance_scale, cfg.seed,
+                                                                      cfg.batch_size)
+    yield "teacher", cfg.teacher_steps, teacher.unet, lambda scenes: Q.generate_teacher(
+        teacher, scenes, cfg.teacher_steps, cfg.guidance_scale, cfg.seed, cfg.batch_size)
+
+
+def images_of(cfg: EvalConfig, key: str, weights, images_fn, scenes) -> tuple[torch.Tensor, float, bool]:
+    """(images, generation seconds, from cache): generate, or reload what an interrupted run generated."""
+    if weights is None:  # renders: cheap, never cached
+        t0 = time.perf_counter()
+        return images_fn(scenes), time.perf_counter() - t0, False
+    settings = f"n{cfg.n_prompts}-s{cfg.seed}-g{cfg.guidance_scale:g}-w{Q.weights_fingerprint(weights)}"
+    path = IMAGE_CACHE / f"{key}-{settings}.pt"
+    if cfg.resume and path.is_file():
+        saved = torch.load(path)
+        return saved["images"], saved["gen_s"], True
+    t0 = time.perf_counter()
+    images = images_fn(scenes)
+    gen_s = time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"images": images, "gen_s": gen_s}, path)
+    return images, gen_s, False
+
+
+def run_sets(cfg: EvalConfig, pipe, teacher, evaluator, judge) -> tuple[list[dict], list[dict]]:
+    rows, paired = [], []
+    for name, held_out in SETS.items():
+        scenes = eval_prompts(cfg.n_prompts, seed=cfg.seed, held_out=held_out)
+        ref = Q.reference_stats(evaluator, cfg.n_ref, cfg.ref_seed, held_out)
+        per_image = {}
+        for model, steps, weights, images_fn in methods(cfg, pipe, teacher):
+            images, gen_s, cached = images_of(cfg, f"{name}-{model}-{steps}", weights, images_fn, scenes)
+            res = Q.evaluate(images, scenes, evaluator, judge, ref, cfg.n_boot, cfg.fid_boot, cfg.seed)
+            per_image[model, steps] = res.pop("per_image")
+            rows.append({"prompts": name, "model": model, "steps": steps, "gen_s": round(gen_s, 1),
+                         "from_cache": cached, **res})
+            print(f"[{name}] {model} {steps} steps: " + ", ".join(f"{k}={res[k][0]:.4g}" for k in METRICS)
+                  + f" ({gen_s:.0f} s)", flush=True)
+        teacher_hits = per_image["teacher", cfg.teacher_steps]["objects"]
+        for n in cfg.steps:
+            hits = per_image["student", n]["objects"]
+            paired.append({"prompts": name, "steps": n, "diff": paired_bootstrap_diff(hits, teacher_hits, cfg.n_boot),
+                           "sign_test_p": sign_test(hits, teacher_hits)})
+    return rows, paired
+
+
+def images_per_second(pipe, cfg: EvalConfig, repeats: int = 3) -> float:
+    """Wall-clock images/s of the 4-step student at batch `cfg.batch_size`, after one warm-up batch."""
+    scenes = eval_prompts(cfg.batch_size, seed=cfg.seed + 7)
+    Q.generate(pipe, scenes, 4, cfg.guidance_scale, batch_size=cfg.batch_size)
+    t0 = time.perf_counter()
+    for r in range(repeats):
+        Q.generate(pipe, scenes, 4, cfg.guidance_scale, seed=r + 1, batch_size=cfg.batch_size)
+    return repeats * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def component_checks(cfg: EvalConfig, pipe, evaluator, judge_model) -> dict:
+    with torch.no_grad():
+        judge = evaluate_judge(judge_model, "cpu")
+    return {"judge": judge, "evaluator": Q.evaluator_accuracy(evaluator), "vae_psnr_db": Q.vae_psnr(pipe.vae),
+            "student_4step_images_per_s": images_per_second(pipe, cfg)}
+
+
+def find(rows, prompts, model, steps=None) -> dict:
+    return next(r for r in rows if r["prompts"] == prompts and r["model"] == model and steps in (None, r["steps"]))
+
+
+def targets(rows: list[dict], checks: dict) -> list[dict]:
+    s4, teacher = find(rows, "seen", "student", 4), find(rows, "seen", "teacher")
+    wins = checks["judge"]["iqa_clean_wins"]
+    out = [("4-step one-object accuracy (seen)", ">= 0.90", s4["acc_single"][0], s4["acc_single"][0] >= 0.90),
+           ("4-step two-object accuracy (seen)", ">= 0.60", s4["acc_two"][0], s4["acc_two"][0] >= 0.60),
+           ("4-step FID / teacher FID (seen)", "<= 2", s4["fid"][0] / teacher["fid"][0],
+            s4["fid"][0] <= 2 * teacher["fid"][0]),
+           ("judge retrieval top-1 (512 pairs)", ">= 0.70", checks["judge"]["retrieval_top1_512"],
+            checks["judge"]["retrieval_top1_512"] >= 0.70),
+           ("CLIP-IQA clean > degraded (worst kind)", ">= 0.90", min(wins.values()), min(wins.values()) >= 0.90),
+           ("evaluator all-attribute accuracy on renders", ">= 0.95", checks["evaluator"]["all"],
+            checks["evaluator"]["all"] >= 0.95)]
+    return [{"target": t, "threshold": th, "measured": round(m, 4), "met": bool(ok)} for t, th, m, ok in out]
+
+
+# --------------------------------------------------------------------------------------------- output
+def ci(v, digits=3) -> str:
+    return f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]"
+
+
+def label(r) -> str:
+    steps = f"{r['steps']} step" + ("s" if r["steps"] > 1 else "")
+    return {"renders": "ground-truth renders", "student": f"LCM student, {steps}",
+            "teacher": f"DDIM teacher, {r['steps']} steps, CFG"}[r["model"]]
+
+
+def markdown(cfg: EvalConfig, rows, paired, checks, tgts, wall_s: float, machine: str) -> str:
+    one = rows[0]
+    lines = ["# Tiny-world quality", "",
+             f"Written by `scripts/eval_tinyworld.py` on {datetime.date.today().isoformat()} in {wall_s / 60:.1f} min "
+             f"on {machine} (torch threads = {cfg.threads}). Every number below comes from that run.", "",
+             f"Prompts: `eval_prompts({cfg.n_prompts}, seed={cfg.seed})` per set ({one['n_single']} one-object, "
+             f"{one['n_two']} two-object in the seen set); noise: per-image generators seeded by (seed={cfg.seed}, i), "
+             f"shared by every method; guidance scale {cfg.guidance_scale:g}. FID: evaluator features (256-d) of "
+             f"{cfg.n_prompts} generated images vs {cfg.n_ref} renders of "
+             f"`eval_prompts({cfg.n_ref}, seed={cfg.ref_seed})` "
+             "of the same set. Intervals: 95% percentile bootstrap "
+             f"({cfg.n_boot} resamples; FID {cfg.fid_boot}, resampling the generated images: duplicated images shrink "
+             "the covariance, so the FID interval sits above its point estimate; compare rows, not absolute values).",
+             "", "## Targets", "", "| target | threshold | measured | status |", "|---|---|---|---|"]
+    n_cached = sum(r["from_cache"] for r in rows)
+    if n_cached:
+        lines[-5:-5] = ["", f"{n_cached} of {len(rows)} rows reuse images that an interrupted run with the same "
+                        "settings and weights generated (`.cache/eval_tinyworld/`); generation times are that run's."]
+    lines += [f"| {t['target']} | {t['threshold']} | {t['measured']:.4f} | {'met' if t['met'] else 'missed'} |"
+              for t in tgts]
+    for name in SETS:
+        lines += ["", f"## Generation quality: {name} colour-shape combinations", "",
+                  "| model | accuracy, one object | accuracy, two objects | background | FID | CLIPScore | CLIP-IQA "
+                  "| generation s |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {label(r)} | {ci(r['acc_single'])} | {ci(r['acc_two'])} | {ci(r['background'])} | "
+                  f"{ci(r['fid'], 1)} | {ci(r['clip_score'], 2)} | {ci(r['clip_iqa'])} | {r['gen_s']:.0f} |"
+                  for r in rows if r["prompts"] == name]
+    attrs = list(rows[0]["attributes"])
+    lines += ["", "## Per-attribute accuracy (evaluator read-back)", "", "| prompts | model | " + " | ".join(attrs)
+              + " |", "|---|---|" + "---|" * len(attrs)]
+    lines += [f"| {r['prompts']} | {label(r)} | " + " | ".join(f"{r['attributes'][a]:.3f}" for a in attrs) + " |"
+              for r in rows]
+    lines += ["", "## Paired: student minus teacher, objects accuracy (same prompts, same noise)", "",
+              "| prompts | student steps | difference [95% CI] | sign test p |", "|---|---|---|---|"]
+    lines += [f"| {p['prompts']} | {p['steps']} | {ci(p['diff'])} | {p['sign_test_p']:.3g} |" for p in paired]
+    j, e = checks["judge"], checks["evaluator"]
+    lines += ["", "## Components", "", "| check | value |", "|---|---|",
+              f"| judge zero-shot caption retrieval top-1, 512 held-out pairs | {j['retrieval_top1_512']:.4f} |"]
+    lines += [f"| judge CLIP-IQA ranks clean above degraded ({k}, strength 0.5) | {v:.4f} |"
+              for k, v in j["iqa_clean_wins"].items()]
+    lines += [f"| judge CLIP-IQA of clean renders (mean) | {j['iqa_clean_mean']:.4f} |"]
+    lines += [f"| evaluator accuracy on 2,048 eval-split renders: {k} | {v:.4f} |" for k, v in e.items()]
+    lines += [f"| VAE reconstruction PSNR, 512 renders | {checks['vae_psnr_db']:.2f} dB |",
+              f"| 4-step student, CPU, batch {cfg.batch_size}, {cfg.threads} threads | "
+              f"{checks['student_4step_images_per_s']:.1f} images/s |", "",
+              "Metric card: `tinyworld_quality.card.md`; raw values: `tinyworld_quality.json` and "
+              "`tinyworld_quality.csv`."]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    flat = []
+    for r in rows:
+        row = {k: r[k] for k in ("prompts", "model", "steps", "n", "n_single", "n_two", "n_ref", "gen_s", "from_cache")}
+        for m in (*METRICS, "acc_objects"):
+            row.update({m: r[m][0], f"{m}_lo": r[m][1], f"{m}_hi": r[m][2]})
+        flat.append(row | {f"attr_{k}": v for k, v in r["attributes"].items()})
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(flat[0]))
+        writer.writeheader()
+        writer.writerows(flat)
+
+
+def main() -> None:
+    cfg = parse_args()
+    print(json.dumps(asdict(cfg)), flush=True)
+    torch.set_num_threads(cfg.threads)
+    t_start = time.perf_counter()
+    pipe, teacher, evaluator = load_pipeline(), load_teacher_pipeline(), load_evaluator()
+    judge_model, tokenizer, _ = load_judge()
+    judge = Judge(judge_model, tokenizer, "tinyworld-clip")
+    rows, paired = run_sets(cfg, pipe, teacher, evaluator, judge)
+    checks = component_checks(cfg, pipe, evaluator, judge_model)
+    tgts = targets(rows, checks)
+    wall_s, machine = time.perf_counter() - t_start, machine_description()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "tinyworld_quality.md"
+    md.write_text(markdown(cfg, rows, paired, checks, tgts, wall_s, machine))
+    write_csv(out / "tinyworld_quality.csv", rows)
+    (out / "tinyworld_quality.json").write_text(json.dumps(
+        {"config": asdict(cfg), "machine": machine, "date": datetime.date.today().isoformat(),
+         "wall_time_s": round(wall_s, 1), "targets": tgts, "rows": rows, "paired": paired, "checks": checks}, indent=1))
+    MetricCard(feature_network="tiny-world evaluator CNN, penultimate 256-d features", n_images=cfg.n_prompts,
+               reference_set=f"renders of eval_prompts(n_ref, seed={cfg.ref_seed}), seen and held-out sets apart",
+               reference_size=cfg.n_ref, resize_policy="none (native 64x64)",
+               clip_backbone="tinyworld-clip (open_clip ViT, 64x64 input)", seeds=[cfg.seed, cfg.ref_seed],
+               scorer_names=["clipscore[tinyworld-clip]", "clipiqa[tinyworld-clip]", "evaluator attribute hits"],
+               machine=machine).save(md)
+    print(f"wrote {md} ({wall_s / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
