@@ -146,3 +146,134 @@ def plot_heatmap(grid_x, grid_y, values, xlabel: str = "x", ylabel: str = "y", t
         title = f"{title}: {best}" if title else best
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     return fig
+
+
+# ------------------------------------------------------------------------------------ Q-Sched (notebook 03)
+def plot_search(result, overlays=(), metric: str = "jaq", title: str = "") -> Figure:
+    """A search's `metric` over the (start_eps, start_x) grid, argmax starred and the stock (1, 1) circled; the
+    points that other searches evaluated (`overlays`, SearchResults) on top, gradient iterates joined in order."""
+    from .search import SearchConfig
+
+    axis = SearchConfig(**result.config).axis()
+    values = result.grid_array(metric)  # (n_x, n_eps), rows = start_x; NaN where not evaluated
+    best = result.best
+    head = title or f"{metric.upper()} of {result.metadata.get('preset', '')} at {result.config['num_steps']} steps"
+    fig = plot_heatmap(axis, axis, values, xlabel="start_eps  (c^eps at the first step)",
+                       ylabel="start_x  (c^x at the first step)", mark_argmax=False,
+                       title=f"{head}\nbest {metric.upper()} {best[metric]:.4f} at start_x={best['start_x']:.3g}, "
+                             f"start_eps={best['start_eps']:.3g}")
+    ax = fig.axes[0]
+    ax.plot(best["start_eps"], best["start_x"], "r*", ms=16, mec="white", label="best")
+    ax.plot(1.0, 1.0, "o", mfc="none", mec="white", mew=2, ms=13, label="stock (1, 1)")
+    for res, (marker, color) in zip(overlays, [("s", "tab:orange"), ("D", "tab:pink"), ("^", "tab:cyan")]):
+        eps, x = [p["start_eps"] for p in res.points], [p["start_x"] for p in res.points]
+        style = marker + ("-" if res.method == "gradient" else "")
+        ax.plot(eps, x, style, color=color, mec="black", ms=6, lw=1,
+                label=f"{res.method}: {len(res.points)} points")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=7, frameon=False)
+    return fig
+
+
+def qsched_panel(pipe, scorer, prompts, start_x: float = 1.0, start_eps: float = 1.0, num_steps: int = 4,
+                 guidance_scale: float = 4.0, seed: int = 0, k: float | None = None, title: str = "") -> Figure:
+    """The same seeded images of `pipe` under the Q-Sched ramps starting at (start_x, start_eps), each titled
+    with its own TC / IQ / JAQ and the set's JAQ above (the scorer's k unless `k` is given); no widgets needed."""
+    from dataclasses import replace
+
+    from .sampling import sample_lcm
+    from .sched import QSchedCoefficients
+
+    prompts = list(prompts)
+    scorer = scorer if k is None else replace(scorer, k=k)
+    with torch.no_grad():
+        images = sample_lcm(pipe, prompts, num_steps=num_steps, guidance_scale=guidance_scale,
+                            generator=torch.Generator().manual_seed(seed),
+                            coeffs=QSchedCoefficients(start_x, start_eps))  # (B, 3, H, W)
+        each = [scorer(images[i:i + 1], [p]) for i, p in enumerate(prompts)]
+        total = scorer(images, prompts)
+    fig = show_images(images, [f"TC {s['tc']:.3f}  IQ {s['iq']:.3f}\nJAQ {s['jaq']:.3f}" for s in each],
+                      ncols=len(prompts))
+    fig.suptitle(f"{title + ': ' if title else ''}c^x_0 = {start_x:.3f}, c^eps_0 = {start_eps:.3f}, {num_steps} "
+                 f"steps | set JAQ {total['jaq']:.4f} = TC {total['tc']:.4f} + {scorer.k:g} x IQ {total['iq']:.4f}",
+                 fontsize=9)
+    return fig
+
+
+def plot_metric_vs_steps(rows: list[dict], metrics=("fid", "clip_iqa", "acc_objects"), methods=None) -> Figure:
+    """One panel per metric: value against sampling steps, one line per method, 95% CI as error bars.
+
+    rows: `evaluate.summary_rows` output (keys method, steps, <metric>, <metric>_lo, <metric>_hi).
+    """
+    methods = methods or list(dict.fromkeys(r["method"] for r in rows))
+    fig = Figure(figsize=(4.4 * len(metrics), 3.6), layout="constrained")
+    for ax, metric in zip(np.atleast_1d(fig.subplots(1, len(metrics))), metrics):
+        for m in methods:
+            pts = sorted((r["steps"], r[metric], r[f"{metric}_lo"], r[f"{metric}_hi"])
+                         for r in rows if r["method"] == m)
+            if pts:
+                s, v, lo, hi = map(np.array, zip(*pts))
+                yerr = np.clip([v - lo, hi - v], 0, None)  # a bootstrap FID interval may sit above the value
+                ax.errorbar(s, v, yerr=yerr, marker="o", capsize=3, label=m,
+                            ls="--" if m.startswith("naive") else "-")
+        ax.set(xlabel="steps", title=metric, xticks=sorted({r["steps"] for r in rows}))
+    fig.axes[0].legend(fontsize=7)
+    return fig
+
+
+def plot_paired_diffs(rows: list[dict], metric: str = "d_fid", title: str = "") -> Figure:
+    """Forest plot of paired differences a - b with 95% CIs (`evaluate.paired_diffs` rows); 0 marked."""
+    labels = [f"{r['comparison']} ({r['steps']} steps)" for r in rows]
+    v = np.array([r[metric] for r in rows])
+    lo, hi = np.array([r[f"{metric}_lo"] for r in rows]), np.array([r[f"{metric}_hi"] for r in rows])
+    fig = Figure(figsize=(7.5, 0.8 + 0.32 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    ax.errorbar(v, y, xerr=np.clip([v - lo, hi - v], 0, None), fmt="o", capsize=3)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set(yticks=y, yticklabels=labels, xlabel=f"{metric} (a - b), 95% CI", title=title)
+    ax.tick_params(axis="y", labelsize=7)
+    return fig
+
+
+# ------------------------------------------------------------------------------------ PTQ methods (notebook 02)
+def plot_error_maps(maps: dict, xlabel: str = "output channel", ylabel: str = "token", title: str = "") -> Figure:
+    """|error| heatmaps side by side on one colour scale, each panel titled with its relative error if given.
+
+    `maps` maps a label to an (R, C) error tensor, or to (error, reference) so the title shows ||error|| / ||ref||.
+    """
+    if not maps:
+        raise ValueError("maps is empty; pass {label: error (R, C)} or {label: (error, reference)}")
+    pairs = {k: v if isinstance(v, tuple) else (v, None) for k, v in maps.items()}
+    errs = {k: np.abs(_to_np(e)) for k, (e, _) in pairs.items()}
+    bad = {k: e.shape for k, e in errs.items() if e.ndim != 2}
+    if bad:
+        raise ValueError(f"error maps must be 2-D (rows, columns); got {bad}")
+    vmax = max(float(e.max()) for e in errs.values()) or 1.0
+    fig = Figure(figsize=(3.4 * len(errs) + 0.8, 3.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(errs), sharey=True))
+    for ax, (label, e) in zip(axes, errs.items()):
+        img = ax.imshow(e, aspect="auto", cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+        ref = pairs[label][1]
+        rel = f"\nrel. error {np.linalg.norm(e) / max(np.linalg.norm(_to_np(ref)), 1e-12):.3f}" if ref is not None else ""
+        ax.set(title=f"{label}{rel}", xlabel=xlabel)
+    axes[0].set_ylabel(ylabel)
+    fig.colorbar(img, ax=list(axes), shrink=0.9, label="|error|")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_ptq_choice(results: dict, fp_images, method: str, preset: str) -> Figure:
+    """FP images (top row) over those of one (method, preset) run, titled with its noise-prediction error.
+
+    `results[(method, preset)]` holds {"images": (B, 3, H, W) in [0, 1], "error": float}; a widget picks the key.
+    """
+    if (method, preset) not in results:
+        raise ValueError(f"no run for ({method!r}, {preset!r}); available: {sorted(results)}")
+    run = results[(method, preset)]
+    fp = _to_np(fp_images)
+    images = np.concatenate([fp, _to_np(run["images"])])
+    titles = ["FP"] * len(fp) + [f"{method} {preset}"] * len(fp)
+    fig = show_images(images, titles, ncols=len(fp))
+    fig.suptitle(f"{method} at {preset}: UNet output error {run['error']:.4f} (relative, vs FP)")
+    return fig
