@@ -1,0 +1,309 @@
+"""Q-Sched main table on the tiny world: FP, naive and Q-Sched at W4A8 / W8A8 / W4A4, and the FP + Q-Sched control.
+
+    python scripts/qsched_eval.py                                 # full: 1,000 images per cell, 2/4/8 steps + sweep
+    python scripts/qsched_eval.py --n-prompts 300 --seeds 0,1     # smaller, two noise seeds
+    python scripts/qsched_eval.py --device cuda --batch-size 500  # the same numbers, faster
+    QSCHED_FAST=1 python scripts/qsched_eval.py                   # CI smoke run -> results/fast/
+
+Every row is generated from the same evaluation prompts (`eval_prompts(n)`, disjoint from the 5 calibration
+prompts) and the same per-image noise, so rows are paired. Q-Sched rows search (start_x, start_eps) on the
+11x11 JAQ grid (reusing results/qsched_search/*.json when they match). The bit-width sweep adds W3A4, a W4A8
+with every convolution quantized too, and 1-step sampling. Cells are cached in .cache/qsched_eval/, so a rerun
+only rebuilds the report. Writes results/qsched_main.{md,csv,paired.csv,diagnostics.csv,json,png,samples.png}
+and the metric card results/qsched_main.card.md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+
+from qsched_core import fast_mode, viz
+from qsched_core.evaluate import (Calibration, EvalConfig, Setting, diagnostics, fmt, load_models, markdown_table,
+                                  paired_diffs, paper_rows, run_settings, summary_rows)
+from qsched_core.metrics import MetricCard, machine_description
+from qsched_core.utils import results_dir
+
+SWEEP_PRESETS = ("w8a8", "w4a8", "w4a4", "w3a4")
+
+
+@dataclass
+class MainConfig:
+    n_prompts: int = 1000       # evaluation images per cell and seed
+    seeds: str = "0"            # comma-separated noise seeds
+    steps: str = "2,4,8"
+    presets: str = "w4a8,w8a8,w4a4"
+    sweep: bool = True          # W8A8 -> W3A4 at 4 steps, W4A8 all layers, 1-step rows
+    sweep_n_prompts: int = 0    # images per sweep cell; 0 = n_prompts
+    device: str = "cpu"
+    batch_size: int = 128
+    n_ref: int = 5000
+    grid_points: int = 11
+    calib_prompts: int = 5
+    n_boot: int = 1000
+    fid_boot: int = 100
+    threads: int = 2
+
+    def __post_init__(self):
+        if not self.device.startswith(("cpu", "cuda")):
+            raise ValueError(f"device={self.device!r} must be 'cpu' or 'cuda' (optionally 'cuda:1')")
+        if self.threads < 1:
+            raise ValueError(f"threads={self.threads} must be >= 1")
+
+    @classmethod
+    def fast(cls) -> MainConfig:
+        """CI smoke size: 16 images, 2 steps, W4A8 only, a 3x3 grid on 2 prompts, no sweep."""
+        return cls(n_prompts=16, steps="2", presets="w4a8", sweep=False, n_ref=256, grid_points=3,
+                   calib_prompts=2, n_boot=200, fid_boot=5, batch_size=16)
+
+    def eval_config(self) -> EvalConfig:
+        return EvalConfig(n_prompts=self.n_prompts, seeds=_ints(self.seeds), n_ref=self.n_ref,
+                          batch_size=self.batch_size, device=self.device, n_boot=self.n_boot, fid_boot=self.fid_boot)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in str(text).split(",") if v.strip())
+
+
+def main_settings(cfg: MainConfig) -> list[Setting]:
+    """Per step count: FP, naive and Q-Sched per preset, FP + Q-Sched (the control)."""
+    cal = Calibration(grid_points=cfg.grid_points, num_prompts=cfg.calib_prompts)
+    out = []
+    for steps in _ints(cfg.steps):
+        out.append(Setting("fp", steps))
+        for preset in cfg.presets.split(","):
+            out += [Setting(preset, steps), Setting(preset, steps, "qsched", calibration=cal)]
+        out.append(Setting("fp", steps, "qsched", calibration=cal))
+    return out
+
+
+def sweep_settings(cfg: MainConfig) -> list[Setting]:
+    """Bit-width sweep at 4 steps (+ W4A8 with every conv quantized) and 1-step sampling, naive and Q-Sched."""
+    cal = Calibration(grid_points=cfg.grid_points, num_prompts=cfg.calib_prompts)
+    pairs = [(p, 4, False) for p in SWEEP_PRESETS] + [("w4a8", 4, True), ("w4a8", 1, False)]
+    out = [Setting("fp", 4), Setting("fp", 1), Setting("fp", 1, "qsched", calibration=cal)]
+    for preset, steps, convs in pairs:
+        out += [Setting(preset, steps, quantize_convs=convs),
+                Setting(preset, steps, "qsched", quantize_convs=convs, calibration=cal)]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ report
+MAIN_COLUMNS = {
+    "steps": "steps", "method": "method",
+    "FID [95% CI]": lambda r: fmt(r["fid"], r["fid_lo"], r["fid_hi"], r["fid_std"], 1),
+    "CLIPScore": lambda r: fmt(r["clip_score"], r["clip_score_lo"], r["clip_score_hi"], r["clip_score_std"], 2),
+    "CLIP-IQA": lambda r: fmt(r["clip_iqa"], r["clip_iqa_lo"], r["clip_iqa_hi"], r["clip_iqa_std"], 3),
+    "acc 1-obj": lambda r: fmt(r["acc_single"], r["acc_single_lo"], r["acc_single_hi"], r["acc_single_std"], 3),
+    "acc 2-obj": lambda r: fmt(r["acc_two"], r["acc_two_lo"], r["acc_two_hi"], r["acc_two_std"], 3),
+    "UNet MB": lambda r: f"{r['size_mb']:.2f}",
+    "calib s / NFE": lambda r: f"{r['calib_s']:.0f} / {r['calib_nfe']}",
+    "(c^x_0, c^eps_0)": lambda r: f"({r['start_x']:.2f}, {r['start_eps']:.2f})",
+}
+PAIRED_COLUMNS = {
+    "steps": "steps", "a - b": "comparison",
+    "dFID [95% CI]": lambda r: fmt(r["d_fid"], r["d_fid_lo"], r["d_fid_hi"], digits=2),
+    "dCLIPScore": lambda r: fmt(r["d_clip_score"], r["d_clip_score_lo"], r["d_clip_score_hi"], digits=2),
+    "dCLIP-IQA": lambda r: fmt(r["d_clip_iqa"], r["d_clip_iqa_lo"], r["d_clip_iqa_hi"], digits=3),
+    "d accuracy": lambda r: fmt(r["d_acc"], r["d_acc_lo"], r["d_acc_hi"], digits=3),
+    "acc a>b / a<b": lambda r: f"{r['acc_wins']} / {r['acc_losses']}",
+    "sign p": lambda r: f"{r['sign_p']:.3g}",
+}
+PAPER_COLUMNS = {
+    "steps": "steps", "paper FP16": "paper_fp16", "paper Q-Sched W4A8": "paper_qsched_w4a8",
+    "paper rel.": lambda r: f"{100 * r['paper_rel']:+.1f}%",
+    "ours FP": lambda r: fmt(r["ours_fp"], digits=1), "ours naive W4A8": lambda r: fmt(r["ours_naive_w4a8"], digits=1),
+    "ours Q-Sched W4A8": lambda r: fmt(r["ours_qsched_w4a8"], digits=1),
+    "ours Q-Sched vs FP": lambda r: _pct(r["ours_rel"]), "ours naive vs FP": lambda r: _pct(r["ours_naive_rel"]),
+    "ours Q-Sched vs naive": lambda r: _pct(r["ours_qsched_vs_naive"]),
+}
+DIAG_COLUMNS = {
+    "steps": "steps", "method": "method", "pixel RMSE vs FP": lambda r: fmt(r["pixel_rmse_vs_fp"], digits=4),
+    "CLIP-IQA > 0.95": lambda r: fmt(r["iqa_above_0.95"], digits=2), "CLIP-IQA std": lambda r: fmt(r["clip_iqa_std"]),
+    "calib JAQ gain over (1,1)": lambda r: fmt(r["calib_jaq_gain"], digits=4),
+    "calib JAQ range": lambda r: fmt(r["calib_jaq_range"], digits=4), "winner on edge": "on_edge",
+}
+
+
+def _pct(v: float) -> str:
+    return "-" if math.isnan(v) else f"{100 * v:+.1f}%"
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def significance(row: dict, key: str, lower_is_better: bool) -> str:
+    """'better' / 'worse' when the 95% CI of a difference excludes 0, else 'n.s.'."""
+    lo, hi = row[f"{key}_lo"], row[f"{key}_hi"]
+    if lo > 0 or hi < 0:
+        return "better" if (hi < 0) == lower_is_better else "worse"
+    return "n.s."
+
+
+def findings(paired: list[dict], diag: list[dict]) -> list[str]:
+    """Plain statements read off the paired table and the diagnostics (no claim without its interval)."""
+    qs = [r for r in paired if r["comparison"].startswith("Q-Sched")]
+    lines = []
+    for key, name, lower in (("d_fid", "FID", True), ("d_acc", "attribute accuracy", False),
+                             ("d_clip_iqa", "CLIP-IQA", False), ("d_clip_score", "CLIPScore", False)):
+        verdicts = [significance(r, key, lower) for r in qs]
+        lines.append(f"Q-Sched vs naive on {name}: better in {verdicts.count('better')}, worse in "
+                     f"{verdicts.count('worse')}, no significant difference in {verdicts.count('n.s.')} of "
+                     f"{len(qs)} paired comparisons (95% CI of the paired difference).")
+    hurt = [f"{r['comparison'].split(' - ')[0]} at {r['steps']} steps" for r in paired
+            if r["comparison"].startswith("naive") and (significance(r, "d_fid", True) == "worse"
+                                                        or significance(r, "d_acc", False) == "worse")]
+    lines.append("Quantization measurably hurts (naive - FP: FID or accuracy CI away from 0) for: "
+                 + (", ".join(hurt) if hurt else "no setting") + ".")
+    control = [r for r in paired if r["comparison"].startswith("FP + Q-Sched")]
+    if control:
+        lines.append("FP + Q-Sched control vs FP: " + "; ".join(
+            f"{r['steps']} steps dFID {fmt(r['d_fid'], r['d_fid_lo'], r['d_fid_hi'], digits=2)}" for r in control)
+            + " (a gain here is not a quantization fix: it would mean the search improves the FP sampler).")
+    gains = [r["calib_jaq_gain"] for r in diag if not math.isnan(r["calib_jaq_gain"])]
+    if gains:
+        lines.append(f"Calibration: the JAQ winner beats the stock (1, 1) point by {min(gains):.4f} to "
+                     f"{max(gains):.4f} JAQ on the calibration images; edge winners: "
+                     f"{sum(bool(r['on_edge']) for r in diag)} of {len(gains)} searches.")
+    return lines
+
+
+def write_report(main_cells, sweep_cells, ref, cfg: MainConfig, out_dir: Path, info: dict) -> dict[str, Path]:
+    """All tables, figures and the card of one run (sweep cells may use fewer images); returns {kind: path}."""
+    main_rows = [{"table": "main", **r} for r in summary_rows(main_cells)]
+    sweep_rows = [{"table": "sweep", **r} for r in summary_rows(sweep_cells)] if sweep_cells else []
+    rows = main_rows + sweep_rows
+    paired = [{"table": t, **r} for t, cells in (("main", main_cells), ("sweep", sweep_cells)) if cells
+              for r in paired_diffs(cells, ref, n_boot=cfg.n_boot, fid_boot=cfg.fid_boot)]
+    diag = [{"table": t, **r} for t, cells in (("main", main_cells), ("sweep", sweep_cells)) if cells
+            for r in diagnostics(cells)]
+    cells = main_cells + sweep_cells
+    paths = {"csv": write_csv(rows, out_dir / "qsched_main.csv"),
+             "paired": write_csv(paired, out_dir / "qsched_main.paired.csv"),
+             "diagnostics": write_csv(diag, out_dir / "qsched_main.diagnostics.csv")}
+    methods = list(dict.fromkeys(r["method"] for r in main_rows))
+    fig = viz.plot_metric_vs_steps(main_rows, methods=methods)
+    fig.savefig(out_dir / "qsched_main.png", dpi=110)
+    paths["figure"] = out_dir / "qsched_main.png"
+    paths["samples"] = save_samples(cells, out_dir / "qsched_main.samples.png")
+    card = MetricCard(feature_network="tiny-world evaluator penultimate layer (256-d)", n_images=cfg.n_prompts,
+                      reference_set=ref.name, reference_size=ref.n, resize_policy="none (native 64x64)",
+                      clip_backbone="tinyworld-clip (open_clip format, 64x64)", seeds=list(_ints(cfg.seeds)),
+                      scorer_names=sorted({c.calibration.get("scorer", "") for c in cells} - {""}) or ["none"])
+    paths["card"] = card.save(paths["csv"])
+    text = render_markdown(main_rows, sweep_rows, paired, diag, cfg, info)
+    paths["md"] = out_dir / "qsched_main.md"
+    paths["md"].write_text(text)
+    paths["json"] = out_dir / "qsched_main.json"
+    paths["json"].write_text(json.dumps({"config": asdict(cfg), **info, "cells": [c.to_json() for c in cells]},
+                                        indent=1, default=str))
+    return paths
+
+
+def save_samples(cells, path: Path, n: int = 6) -> Path:
+    """The first n evaluation images of each 4-step (else the largest step count) row, one row per method."""
+    steps = 4 if any(c.setting.steps == 4 for c in cells) else max(c.setting.steps for c in cells)
+    chosen = list({c.setting.label: c for c in cells if c.setting.steps == steps and c.seed == cells[0].seed}.values())
+    images = torch.cat([torch.from_numpy(c.images[:n]).float() / 255 for c in chosen])
+    titles = [c.setting.label if i == 0 else "" for c in chosen for i in range(min(n, len(c.images)))]
+    viz.show_images(images, titles, ncols=n).savefig(path, dpi=100)
+    return path
+
+
+def render_markdown(main_rows, sweep_rows, paired, diag, cfg: MainConfig, info: dict) -> str:
+    fast = "**FAST mode (CI smoke run): tiny sample counts, numbers are not meaningful.**\n\n" if info["fast"] else ""
+    full = "" if cfg.n_prompts >= 1000 else (
+        f"**Reduced size:** {cfg.n_prompts} images per cell instead of 1,000. Full size: "
+        f"`python scripts/qsched_eval.py --n-prompts 1000 --seeds {cfg.seeds} --device cuda`.\n\n")
+    main_paired = [r for r in paired if r["table"] == "main"]
+    sweep_paired = [r for r in paired if r["table"] == "sweep"]
+    n_sweep = sweep_rows[0]["n_images"] if sweep_rows else 0
+    return "\n".join([
+        "# Q-Sched on the tiny world: main table", "", fast + full +
+        f"Report built on: {info['machine']}. Cells computed on: {'; '.join(info['cell_machines'])}. "
+        f"Seeds {cfg.seeds}; {cfg.n_prompts} evaluation images per cell and seed (`eval_prompts({cfg.n_prompts})`, "
+        "seen colour-shape combinations, disjoint from the "
+        f"{cfg.calib_prompts} calibration prompts); FID reference: {cfg.n_ref} ground-truth renders of another "
+        f"prompt draw. Guidance 4.0, LCM scheduler. Wall time {info['wall_s'] / 60:.1f} min "
+        f"(cells cached: {info['cached_cells']} of {info['n_cells']}; image generation summed over cells "
+        f"{sum(r['gen_s'] for r in main_rows + sweep_rows) / 60:.1f} min). Command: `{info['command']}`.", "",
+        ("Every row uses the same prompts and the same per-image noise (paired). Intervals: 95% percentile "
+        "bootstrap over images (FID: over generated images; with several seeds, mean ± std over seeds). UNet MB "
+        "counts packed weights (int4 2 per byte, fp16 scales, everything unquantized at FP16); calibration cost is "
+        "the JAQ grid search's wall time and UNet evaluations (reused searches report their recorded cost)."), "",
+        "## 1. Main table", "", markdown_table(main_rows, MAIN_COLUMNS),
+        "## 2. Paired differences (a - b on the same prompts and noise)", "",
+        ("Negative dFID and positive d accuracy / dCLIP favour a. 'acc a>b / a<b' counts discordant images; the "
+        "sign test is the exact McNemar test on them."), "", markdown_table(main_paired, PAIRED_COLUMNS),
+        "## 3. The paper beside us (relative FID changes only)", "",
+        ("Paper: LCM-Dreamshaper-v7 (SD1.5, 860M-param UNet), MJHQ prompts, Inception features, FP16 vs Q-Sched "
+        "W4A8 (spec qsched.md §5.1; the paper has no naive W4A8 LCM row we could recover). Ours: the 4.3M-param "
+        "tiny-world student, tiny-world prompts, evaluator features. A different model, data set and feature "
+        "network, so absolute FIDs are not comparable; only the relative changes are."), "",
+        markdown_table(paper_rows(main_rows), PAPER_COLUMNS),
+        "## 4. Bit-width sweep, all layers, 1 step", "",
+        ("Where does quantization start to hurt (naive - FP), and does Q-Sched recover more than it improves FP "
+        f"(Q-Sched - naive vs FP + Q-Sched - FP)? {n_sweep} images per cell"
+         + (f" (fewer than the main table's {cfg.n_prompts}, for CPU time; its FP and naive rows are rerun at "
+            "this size so every pair stays paired)." if n_sweep and n_sweep != cfg.n_prompts else ".")), "",
+        markdown_table(sweep_rows, MAIN_COLUMNS) if sweep_rows else "(sweep not run)\n",
+        markdown_table(sweep_paired, PAIRED_COLUMNS) if sweep_rows else "",
+        "## 5. Diagnostics", "",
+        ("Pixel RMSE vs FP: root-mean-square difference to the naive FP images of the same noise (first 32 images, "
+        "[0, 1] scale). Calibration JAQ gain: winner minus the stock (1, 1) point on the calibration images."), "",
+        markdown_table(diag, DIAG_COLUMNS),
+        "## 6. Findings", "", *[f"- {line}" for line in findings(main_paired, diag)],
+        *[f"- Sweep ({n_sweep} images per cell): {line}" for line in findings(sweep_paired, [])], "",
+        ("Metric card: `qsched_main.card.md`. Figures: `qsched_main.png` (metrics vs steps), "
+        "`qsched_main.samples.png` (first images of each row)."), ""])
+
+
+def parse_args(argv=None) -> MainConfig:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    base = MainConfig.fast() if fast_mode() else MainConfig()
+    for f in fields(MainConfig):
+        flag = f"--{f.name.replace('_', '-')}"
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=getattr(base, f.name))
+        else:
+            p.add_argument(flag, type=type(getattr(base, f.name)), default=getattr(base, f.name))
+    return MainConfig(**vars(p.parse_args(argv)))
+
+
+def main(argv=None) -> dict[str, Path]:
+    cfg = parse_args(argv)
+    torch.set_num_threads(cfg.threads)
+    print(json.dumps(asdict(cfg)), flush=True)
+    t0, ecfg = time.perf_counter(), cfg.eval_config()
+    models, log = load_models(ecfg), (lambda m: print(m, flush=True))
+    n_cached = len(list((ecfg.cache_dir / "cells").glob("*.json"))) if (ecfg.cache_dir / "cells").is_dir() else 0
+    main_cells = run_settings(main_settings(cfg), ecfg, models, log=log)
+    sweep_cfg = replace(ecfg, n_prompts=cfg.sweep_n_prompts or cfg.n_prompts)
+    sweep_cells = run_settings(sweep_settings(cfg), sweep_cfg, models, log=log) if cfg.sweep else []
+    cells = main_cells + sweep_cells
+    n_new = len(list((ecfg.cache_dir / "cells").glob("*.json"))) - n_cached
+    info = {"machine": machine_description(), "fast": fast_mode(), "wall_s": time.perf_counter() - t0,
+            "cell_machines": sorted({c.machine for c in cells}),
+            "n_cells": len(cells), "cached_cells": len(cells) - n_new,
+            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])}
+    paths = write_report(main_cells, sweep_cells, models.ref, cfg, results_dir(), info)
+    for kind, path in paths.items():
+        print(f"wrote {kind}: {path}")
+    return paths
+
+
+if __name__ == "__main__":
+    main()
