@@ -24,8 +24,14 @@ from pathlib import Path
 import torch
 
 from qsched_core import hub, viz
-from qsched_core.calibrate import (CalibrationConfig, calibrate, calibration_captions, compare_methods, fresh_check,
-                                   grid_report)
+from qsched_core.calibrate import (
+    CalibrationConfig,
+    calibrate,
+    calibration_captions,
+    compare_methods,
+    fresh_check,
+    grid_report,
+)
 from qsched_core.jaq import make_scorer
 from qsched_core.metrics import machine_description
 from qsched_core.search import SearchResult
@@ -50,6 +56,7 @@ class SweepConfig:
     check_prompts: int = 10     # fresh check on calibration captions n_prompts .. n_prompts + check_prompts (0: skip)
     check_seed: int = 1000
     out_dir: str = ""           # default results/qsched_search (results/fast/... when QSCHED_FAST=1)
+    notes: str = ""             # free text for the summary (e.g. runs that were stopped and why)
 
     def __post_init__(self):
         if "grid" not in self.methods.split(","):
@@ -137,22 +144,22 @@ def write_summary(cfg: SweepConfig, rows: list[dict], wall_s: float, cpu_s: floa
                  f"{r['grid_wall_s']:.0f} / {r['grid_nfe']}"]
         cells += [f"{r[f'{m}_gap_pct']:+.3f}, {r[f'{m}_nfe_frac']:.3f}, {r[f'{m}_time_frac']:.2f}" for m in methods]
         lines.append("| " + " | ".join(cells) + " |")
-    text = [f"# Q-Sched coefficient search on the tiny world\n",
-            f"Written by `scripts/qsched_tinyworld_sweep.py` ({time.strftime('%Y-%m-%d %H:%M')}); config: "
-            f"`{json.dumps(asdict(cfg))}`.\n",
-            f"Machine: {machine_description()}; torch threads {cfg.threads}. The CPU was shared with other jobs "
-            f"(load averages per run are in each JSON's metadata). All searches together: "
-            f"{sum(r['searches_wall_s'] for r in rows) / 60:.1f} min wall, "
-            f"{sum(r['searches_cpu_s'] for r in rows) / 60:.1f} min CPU; fresh checks "
-            f"{sum(r.get('fresh_wall_s', 0.0) for r in rows) / 60:.1f} min wall, "
-            f"{sum(r.get('fresh_cpu_s', 0.0) for r in rows) / 60:.1f} min CPU. (The last invocation, reusing saved "
-            f"searches: {wall_s / 60:.1f} min wall, {cpu_s / 60:.1f} min CPU.)\n",
-            f"JAQ = log(CLIPScore) + k * CLIP-IQA with the tiny CLIP judge, k = {cfg.k:g}, {cfg.n_prompts} calibration "
-            f"prompts, {cfg.grid_points}x{cfg.grid_points} grid over [{cfg.grid_min}, {cfg.grid_max}], common "
-            "random numbers. gain = JAQ(winner) - JAQ(1, 1) on the calibration set; fresh gain = the same "
-            f"difference on {cfg.check_prompts} other calibration captions with other noise. gap % = 100 * "
-            "(grid best - method best) / grid best (negative: the method found a higher JAQ, e.g. off the grid).\n",
-            *lines, "", *targets(cfg, rows)]
+    text = ["# Q-Sched coefficient search on the tiny world\n",
+            (f"Written by `scripts/qsched_tinyworld_sweep.py` ({time.strftime('%Y-%m-%d %H:%M')}); config: "
+             f"`{json.dumps(asdict(cfg))}`.\n"),
+            (f"Machine: {machine_description()}; torch threads {cfg.threads}. The CPU was shared with other jobs "
+             f"(load averages per run are in each JSON's metadata). All searches together: "
+             f"{sum(r['searches_wall_s'] for r in rows) / 60:.1f} min wall, "
+             f"{sum(r['searches_cpu_s'] for r in rows) / 60:.1f} min CPU; fresh checks "
+             f"{sum(r.get('fresh_wall_s', 0.0) for r in rows) / 60:.1f} min wall, "
+             f"{sum(r.get('fresh_cpu_s', 0.0) for r in rows) / 60:.1f} min CPU. (The last invocation, reusing saved "
+             f"searches: {wall_s / 60:.1f} min wall, {cpu_s / 60:.1f} min CPU.)\n"),
+            (f"JAQ = log(CLIPScore) + k * CLIP-IQA with the tiny CLIP judge, k = {cfg.k:g}, {cfg.n_prompts} calibration "
+             f"prompts, {cfg.grid_points}x{cfg.grid_points} grid over [{cfg.grid_min}, {cfg.grid_max}], common "
+             "random numbers. gain = JAQ(winner) - JAQ(1, 1) on the calibration set; fresh gain = the same "
+             f"difference on {cfg.check_prompts} other calibration captions with other noise. gap % = 100 * "
+             "(grid best - method best) / grid best (negative: the method found a higher JAQ, e.g. off the grid).\n"),
+            *lines, "", *targets(cfg, rows), *(["", "## Notes", "", cfg.notes] if cfg.notes else [])]
     (out / "summary.md").write_text("\n".join(text) + "\n")
     return out / "summary.md"
 
@@ -162,6 +169,7 @@ def targets(cfg: SweepConfig, rows: list[dict]) -> list[str]:
     lines = ["## Targets\n"]
     four = [r for r in rows if r["steps"] == 4 and r["preset"] == "w4a8"]
     timing = Path(cfg.out_dir) / f"{run_name('w4a8', 4, 'grid')}_2threads.json"
+    extra = sorted((Path(cfg.out_dir) / "timing").glob("*.json"))
     if four:
         r = four[0]
         lines.append(f"- 11x11 grid, 5 prompts, 4 steps (W4A8) <= {TARGET_GRID_S:.0f} s: "
@@ -173,6 +181,13 @@ def targets(cfg: SweepConfig, rows: list[dict]) -> list[str]:
                      f"wall, {t.metadata.get('cpu_time_s', float('nan')):.0f} s CPU "
                      f"({'met' if t.wall_time_s <= TARGET_GRID_S else 'missed'}); load average "
                      f"{t.metadata.get('load_avg_start')} at the start, {t.metadata.get('load_avg_end')} at the end.")
+    for path in extra:  # short timing runs of scripts/qsched_search.py, e.g. the same grid at 1 and 2 threads
+        t = SearchResult.load(path)
+        lines.append(f"- timing/{path.name}: {len(t.points)} points at {t.metadata.get('threads')} thread(s), "
+                     f"{t.wall_time_s / len(t.points):.2f} s wall per point ({t.wall_time_s:.0f} s, "
+                     f"{t.metadata.get('cpu_time_s', float('nan')):.0f} s CPU), load average "
+                     f"{t.metadata.get('load_avg_start')} -> {t.metadata.get('load_avg_end')}; JAQ at (1, 1) "
+                     f"{next(p['jaq'] for p in t.points if p['start_x'] == 1.0 and p['start_eps'] == 1.0):.6f}.")
     for m in [m for m in cfg.methods.split(",") if m != "grid"]:
         ok = sum(bool(r[f"{m}_within"]) for r in rows)
         lines.append(f"- {m} within {TARGET_GAP_PCT:g}% of the grid's best JAQ with <= {TARGET_NFE:.0%} of its "

@@ -2,11 +2,10 @@
 Q-Sched scheduler drops into the stock pipeline, reproducing it exactly at identity coefficients."""
 import pytest
 import torch
+from tiny_hub_pipelines import TINY, build_pcm
 
 from qsched_core import hub
 from qsched_core.sched import QSchedCoefficients, make_qsched_scheduler
-
-from tiny_hub_pipelines import TINY, build_pcm
 
 PROMPTS = ["a small red circle on the left", "a large blue star, on a plain gray background"]
 

@@ -8,11 +8,27 @@ tokenizer is the repo's offline one; FLUX's T5 tokenizer is a character-level un
 since no sentencepiece model can be downloaded.
 """
 import torch
-from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, FlowMatchEulerDiscreteScheduler,
-                       FluxPipeline, FluxTransformer2DModel, LatentConsistencyModelPipeline, LCMScheduler,
-                       StableDiffusionPipeline, StableDiffusionXLPipeline, TCDScheduler, UNet2DConditionModel)
-from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel,
-                          T5Tokenizer)
+from diffusers import (
+    AutoencoderKL,
+    EulerAncestralDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    LatentConsistencyModelPipeline,
+    LCMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    TCDScheduler,
+    UNet2DConditionModel,
+)
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
 
 from qsched_core.tinyworld.tokenizer import load_tokenizer
 

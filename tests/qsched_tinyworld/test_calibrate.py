@@ -5,10 +5,19 @@ from dataclasses import replace
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
-from qsched_core.calibrate import (CalibrationConfig, compare_methods, denoised_trajectory, fresh_check, grid_report,
-                                   identity_point, load_or_calibrate, quantized_pipeline, trajectory_error)
+from qsched_core.calibrate import (
+    CalibrationConfig,
+    compare_methods,
+    denoised_trajectory,
+    fresh_check,
+    grid_report,
+    identity_point,
+    load_or_calibrate,
+    quantized_pipeline,
+    trajectory_error,
+)
 from qsched_core.jaq import make_scorer
 from qsched_core.quant import QuantLinear
 from qsched_core.sampling import sample_lcm
