@@ -16,9 +16,8 @@ from .qlinear import (QuantLinear, SizeReport, calibrate_activations, fp16_size_
                       model_size_report, packed_size_bytes, quantize_)
 from .stats import (ActStats, capture_inputs, collect_act_stats, is_linear_or_quant, outlier_summary,
                     record_act_stats)
-from .calib import (Call, InputGroup, InputStats, collect_inputs, find_input_groups, output_error, quantizer_inputs,
-                    record_calls)
-from .methods import METHODS, LayerReport, PTQReport, apply_ptq
+from .calib import Call, InputGroup, InputStats, collect_inputs, find_input_groups, record_calls
+from .methods import METHODS, LayerReport, PTQReport, apply_ptq, output_error, quantizer_inputs
 from .rtn import rtn_quantize
 from .gptq import gptq_quantize, gptq_weight
 from .awq import awq_quantize

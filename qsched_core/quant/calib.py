@@ -95,55 +95,6 @@ def record_calls(module: nn.Module, fn: Callable[[], object]) -> list[Call]:
     return calls
 
 
-def first_tensor(out) -> torch.Tensor:
-    """The main tensor of a model output: a tensor, the first of a tuple, or `.sample` / `.logits`."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out:
-        return first_tensor(out[0])
-    for attr in ("sample", "logits", "last_hidden_state"):
-        if isinstance(getattr(out, attr, None), torch.Tensor):
-            return getattr(out, attr)
-    raise ValueError(f"cannot find the output tensor in a {type(out).__name__}; return a tensor or a tuple")
-
-
-def model_outputs(model: nn.Module, calib, first_only: bool = False) -> list[torch.Tensor]:
-    """The model's output tensor for every calibration call (root calls only, for a callable)."""
-    outs: list[torch.Tensor] = []
-    handle = model.register_forward_hook(lambda m, a, o: outs.append(first_tensor(o).detach().float()))
-    try:
-        run_calib(model, calib, first_only)
-    finally:
-        handle.remove()
-    return outs
-
-
-def quantizer_inputs(model: nn.Module, names: list[str], *args, **kwargs) -> dict[str, torch.Tensor]:
-    """What the activation quantizer of each named layer sees on model(*args): its input after the layer's
-    act_transform (smoothing / rotation), as (T, K) rows; the plain input for an nn.Linear."""
-    seen: dict[str, torch.Tensor] = {}
-
-    def hook(name):
-        def fn(mod, a):
-            x = a[0] if getattr(mod, "act_transform", None) is None else mod.act_transform(a[0])
-            seen[name] = x.detach().reshape(-1, x.shape[-1])
-        return fn
-    handles = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
-    try:
-        with torch.no_grad():
-            model(*args, **kwargs)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
-
-
-def output_error(reference: nn.Module, model: nn.Module, calib) -> float:
-    """Mean over calibration calls of ||f_model(x) - f_ref(x)|| / ||f_ref(x)|| (e.g. a UNet's noise prediction)."""
-    ref, out = model_outputs(reference, calib), model_outputs(model, calib)
-    return float(torch.stack([(o - r).norm() / r.norm().clamp(min=1e-12) for o, r in zip(out, ref)]).mean())
-
-
 # ----------------------------------------------------------------------------------- input groups
 @dataclass(frozen=True)
 class FoldPattern:
@@ -231,7 +182,7 @@ def _trace(model: nn.Module, calib):
     return first_in, norm_out, readers, order
 
 
-def _pattern_group(model, name, modules) -> InputGroup | None:
+def _pattern_group(name: str, modules: dict[str, nn.Module]) -> InputGroup | None:
     consumer = modules[name]
     for p in FOLD_PATTERNS:
         if not (name == p.consumer or name.endswith("." + p.consumer)):
@@ -278,7 +229,7 @@ def find_input_groups(model: nn.Module, calib, filter_fn: Callable[[nn.Module, s
         if fold and norm is not None and not others:
             group = InputGroup(tuple(names), norm, "norm", None, "the norm's output is read only by these linears")
         elif fold and norm is None and len(names) == 1:
-            group = _pattern_group(model, names[0], modules) or group
+            group = _pattern_group(names[0], modules) or group
         groups.append(group)
     return groups
 

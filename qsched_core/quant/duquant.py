@@ -142,7 +142,8 @@ def duquant_quantize(model: nn.Module, cfg: QuantConfig, calib, *, alpha: float 
         gen = torch.Generator().manual_seed(seed)
         plans = []
         for g, st, b in zip(groups, stats, bs):
-            s = smooth_scales(st.absmax, [model.get_submodule(n).weight for n in g.consumers], alpha) if smooth else None
+            ws = [model.get_submodule(n).weight for n in g.consumers]
+            s = smooth_scales(st.absmax, ws, alpha) if smooth else None
             x = st.x if s is None else st.x / s
             x = x[x.abs().amax(1).argsort(descending=True)[:rot_tokens]]  # the rows with the largest |x|
             rotation, info = duquant_transform(x, b, steps, gen)

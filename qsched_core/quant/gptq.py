@@ -74,7 +74,7 @@ def check_gptq_args(cfg: QuantConfig, k: int, block_size: int, act_order: bool, 
 
 
 def inverse_cholesky(h: torch.Tensor, percdamp: float, max_retries: int = 4) -> tuple[torch.Tensor, float, int]:
-    """U = upper Cholesky factor of (H + lambda I)^-1, lambda = percdamp * mean(diag H), raising damping 10x on failure."""
+    """U = upper Cholesky factor of (H + lambda I)^-1, lambda = percdamp * mean(diag H); damping x10 on failure."""
     mean_diag = float(torch.diag(h).mean())
     eye = torch.eye(h.shape[0], dtype=h.dtype)
     for attempt in range(max_retries + 1):

@@ -15,6 +15,10 @@ nn.Linear layers for QuantLinear in place, and measures on the calibration input
     tracemalloc would not see them. Memory the allocator reuses, or that another thread frees in between,
     is not counted, so read it as an order of magnitude.
 
+Measuring functions used by the methods and the notebooks: `output_error(reference, model, calib)` (a whole
+model's output error over the calibration calls), `model_outputs`, and `quantizer_inputs(model, names, x)`
+(what each named layer's activation quantizer sees, i.e. its input after smoothing / rotation).
+
 | method      | file           | weights                         | activations                            |
 |-------------|----------------|---------------------------------|----------------------------------------|
 | rtn         | rtn.py         | round-to-nearest                | per cfg                                 |
@@ -36,6 +40,8 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from .calib import run_calib
 
 METHODS = ("rtn", "gptq", "awq", "smoothquant", "quarot", "duquant")
 
@@ -129,6 +135,55 @@ def measure(interval: float = 0.005):
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.float() - ref.float()).norm() / ref.float().norm().clamp(min=1e-12))
+
+
+def first_tensor(out) -> torch.Tensor:
+    """The main tensor of a model output: a tensor, the first of a tuple, or `.sample` / `.logits`."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out:
+        return first_tensor(out[0])
+    for attr in ("sample", "logits", "last_hidden_state"):
+        if isinstance(getattr(out, attr, None), torch.Tensor):
+            return getattr(out, attr)
+    raise ValueError(f"cannot find the output tensor in a {type(out).__name__}; return a tensor or a tuple")
+
+
+def model_outputs(model: nn.Module, calib, first_only: bool = False) -> list[torch.Tensor]:
+    """The model's output tensor for every calibration call (root calls only, for a callable)."""
+    outs: list[torch.Tensor] = []
+    handle = model.register_forward_hook(lambda m, a, o: outs.append(first_tensor(o).detach().float()))
+    try:
+        run_calib(model, calib, first_only)
+    finally:
+        handle.remove()
+    return outs
+
+
+def quantizer_inputs(model: nn.Module, names: list[str], *args, **kwargs) -> dict[str, torch.Tensor]:
+    """What the activation quantizer of each named layer sees on model(*args): its input after the layer's
+    act_transform (smoothing / rotation), as (T, K) rows; the plain input for an nn.Linear."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def fn(mod, a):
+            x = a[0] if getattr(mod, "act_transform", None) is None else mod.act_transform(a[0])
+            seen[name] = x.detach().reshape(-1, x.shape[-1])
+        return fn
+    handles = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def output_error(reference: nn.Module, model: nn.Module, calib) -> float:
+    """Mean over calibration calls of ||f_model(x) - f_ref(x)|| / ||f_ref(x)|| (e.g. a UNet's noise prediction)."""
+    ref, out = model_outputs(reference, calib), model_outputs(model, calib)
+    return float(torch.stack([(o - r).norm() / r.norm().clamp(min=1e-12) for o, r in zip(out, ref)]).mean())
 
 
 def _registry() -> dict:

@@ -26,9 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .calib import InputGroup, InputStats, collect_inputs, find_input_groups, model_outputs
+from .calib import InputGroup, InputStats, collect_inputs, find_input_groups
 from .config import QuantConfig
-from .methods import LayerReport, PTQReport, measure, relative_error
+from .methods import LayerReport, PTQReport, measure, model_outputs, relative_error
 from .primitives import choose_qparams, dequantize, quantize
 from .qlinear import QuantLinear, is_linear
 
@@ -186,14 +186,16 @@ def quantize_plans(model: nn.Module, cfg: QuantConfig, calib, plans: list[GroupP
     if transformed:  # 3. the transforms alone must leave the FP model unchanged
         for p in plans:
             for n in p.group.consumers:
-                _swap(model, n, QuantLinear.from_linear(linears[n], FP_CFG, weight=w_new[n], act_transform=online[id(p)]))
+                fp_layer = QuantLinear.from_linear(linears[n], FP_CFG, weight=w_new[n], act_transform=online[id(p)])
+                _swap(model, n, fp_layer)
         y = model_outputs(model, calib, first_only=True)
         report.fp_max_abs_diff = max(float((a - b).abs().max()) for a, b in zip(y, y_ref))
         rel = max(relative_error(a, b) for a, b in zip(y, y_ref))
         if rel > check_tol:
             raise ValueError(f"{method}: the exact transforms changed the FP output by {rel:.2e} (relative) > "
-                             f"check_tol={check_tol}: a fold does not hold for this model; pass fold=False to keep "
-                             f"every scale online, or narrow filter_fn")
+                             f"check_tol={check_tol}: a fold does not hold for this model. The model was changed in "
+                             f"place: start again from a fresh copy with fold=False (every scale online), or narrow "
+                             f"filter_fn")
     for p, st in zip(plans, stats):  # 4. quantize W' and report each layer next to plain RTN
         x = st.x
         x_seen = x / p.s if p.folded else x  # what the new layer receives from its (folded) producer
@@ -237,7 +239,7 @@ def rtn_quantize(model: nn.Module, cfg: QuantConfig, calib=None, *, filter_fn=is
             report = PTQReport("rtn", cfg.name, [], notes=["no calibration data: layer errors not measured"])
             for n in targets:
                 lin = model.get_submodule(n)
-                s, z = rtn_qparams(lin.weight.detach(), cfg, mse_clip)
+                s, z = rtn_qparams(lin.weight.detach(), cfg, mse_clip) if cfg.quantize_weights else (None, None)
                 _swap(model, n, QuantLinear.from_linear(lin, cfg, scale=s, zero=z))
                 report.layers.append(LayerReport(n, tuple(lin.weight.shape), "none", None, None))
         else:

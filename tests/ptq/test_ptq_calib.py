@@ -6,9 +6,8 @@ import torch
 import torch.nn as nn
 
 from qsched_core.quant import QuantConfig
-from qsched_core.quant.calib import (Call, collect_inputs, find_input_groups, model_outputs, output_error,
-                                     record_calls)
-from qsched_core.quant.methods import apply_ptq, measure
+from qsched_core.quant.calib import Call, collect_inputs, find_input_groups, record_calls
+from qsched_core.quant.methods import apply_ptq, measure, model_outputs, output_error, quantizer_inputs
 
 from ptq_models import block_batches, make_block
 
@@ -45,6 +44,14 @@ def test_collect_inputs_statistics():
     assert st.n_tokens == 30 and st.x.shape == (10, 8)  # every 3rd row of each 15-row call
     assert torch.allclose(st.absmax, x.abs().amax(0)) and torch.allclose(st.absmean, x.abs().mean(0))
     assert torch.allclose(st.hessian(), 2 * x.double().T @ x.double() / 30)
+
+
+def test_quantizer_inputs_sees_the_online_rotation():
+    model, x = nn.Sequential(nn.Linear(16, 8)), torch.randn(5, 16)
+    q, _ = apply_ptq(model, "quarot", QuantConfig.from_name("fp"), [x])
+    seen = quantizer_inputs(q, ["0"], x)["0"]
+    assert torch.allclose(seen, x @ q[0].act_transform.matrix(), atol=1e-5)
+    assert torch.allclose(quantizer_inputs(nn.Sequential(nn.Linear(16, 8)), ["0"], x)["0"], x)
 
 
 def test_record_calls_and_output_error(tiny_unet, unet_calls):

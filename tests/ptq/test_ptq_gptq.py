@@ -20,7 +20,9 @@ def naive_gptq(w, h, cfg, percdamp=0.01, act_order=False, static_groups=False):
     g = cfg.w_group_size if cfg.w_group_size > 0 else k
     H = H + percdamp * torch.diag(H).mean() * torch.eye(k, dtype=torch.float64)
     row_cfg = replace(cfg, w_group_size=-1)
-    fit = lambda cols: choose_qparams(cols.float(), cfg.w_bits, -1, cfg.w_symmetric)
+
+    def fit(cols):
+        return choose_qparams(cols.float(), cfg.w_bits, -1, cfg.w_symmetric)
     params = {j: fit(W[:, j * g:(j + 1) * g]) for j in range(k // g)} if (static_groups or g == k) else {}
     order = torch.argsort(torch.diag(H), descending=True).tolist() if act_order else list(range(k))
     Q = torch.zeros_like(W)
@@ -100,7 +102,9 @@ def test_mse_clip_lowers_the_weight_error_it_minimises():
     w = torch.randn(32, 64)
     w[0, 0] = 8.0
     cfg = QuantConfig(w_bits=3, w_group_size=16)
-    err = lambda s, z: float((fake_quant_weight(w, s, z, cfg) - w).abs().pow(2.4).sum())
+
+    def err(s, z):
+        return float((fake_quant_weight(w, s, z, cfg) - w).abs().pow(2.4).sum())
     assert err(*mse_qparams(w, cfg)) < err(*choose_qparams(w, 3, 16, True))
 
 
@@ -108,7 +112,7 @@ def test_mse_clip_lowers_the_weight_error_it_minimises():
 def test_gptq_model_level(sequential):
     model = norm_linear()
     g = torch.Generator().manual_seed(0)
-    calib, x = [torch.randn(64, 128, generator=g) for _ in range(3)], torch.randn(256, 128, generator=g)
+    calib = [torch.randn(64, 128, generator=g) for _ in range(3)]
     cfg = QuantConfig.from_name("w3a16-g128", w_group_size=32)
     q, report = gptq_quantize(copy.deepcopy(model), cfg, calib, sequential=sequential)
     assert isinstance(q[1], QuantLinear) and [r.name for r in report.layers] == ["1"]

@@ -41,7 +41,9 @@ def test_rotation_flattens_an_outlier_channel():
     x = torch.randn(256, 64)
     x[:, 5] *= 50
     q = random_hadamard(64, torch.Generator().manual_seed(0))
-    ratio = lambda a: float(a.abs().amax(1).mean() / a.pow(2).mean(1).sqrt().mean())  # peak / RMS per token
+
+    def ratio(a):  # mean over tokens of peak / RMS
+        return float(a.abs().amax(1).mean() / a.pow(2).mean(1).sqrt().mean())
     assert ratio(x @ q) < ratio(x) / 3
 
 
