@@ -31,13 +31,10 @@ import torch
 
 from qsched_core import fast_mode, viz
 from qsched_core.evaluate import (Calibration, EvalConfig, Setting, calibrate, fmt, load_models, markdown_table,
-                                  naive_twin, paired_diffs, quantized_pipeline, run_settings, summary_rows)
+                                  naive_twin, paired_diffs, quantized_pipeline, run_settings, summary_rows, write_csv)
 from qsched_core.metrics import MetricCard, machine_description
 from qsched_core.tinyworld.quality import weights_fingerprint
 from qsched_core.utils import results_dir
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qsched_eval import write_csv  # noqa: E402  (the sibling CLI's CSV writer)
 
 GROUPS = ("objective", "axes", "prompts", "grid", "method", "tcd")
 

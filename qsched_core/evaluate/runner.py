@@ -206,6 +206,7 @@ def load_cell(cfg: EvalConfig, key: str) -> Cell | None:
         return None
     raw = json.loads(meta_path.read_text())
     raw["setting"] = Setting(**{**raw["setting"], "calibration": Calibration(**raw["setting"]["calibration"])})
+    raw["coefficients"] = None if raw["coefficients"] is None else tuple(raw["coefficients"])  # JSON gave a list
     with np.load(arr_path) as f:
         arrays = {k: f[k] for k in f.files}
     images = arrays.pop("images", None)

@@ -70,7 +70,7 @@ class Setting:
     quantize_convs: bool = False  # the "all layers" ablation: Conv2d weights and inputs too
     family: str = "lcm"         # "lcm" | "tcd"
     eta: float = 0.0            # TCD gamma
-    pipeline: str = "tinyworld-lcm"  # hub name
+    pipeline: str = "tinyworld-lcm"  # hub name of Models.pipe; matches saved searches to their model
     calibration: Calibration = field(default_factory=Calibration)
     name: str = ""              # display name; derived from the fields when empty
 
@@ -114,7 +114,7 @@ class EvalConfig:
     batch_size: int = 128
     device: str = "cpu"
     n_boot: int = 1000          # bootstrap resamples for per-image means
-    fid_boot: int = 100         # for FID (each one a 256x256 matrix square root)
+    fid_boot: int = 100         # for FID's interval (report.fid_ci: one eigendecomposition each)
     cache_dir: Path = CACHE_DIR
     search_dirs: tuple[Path, ...] = (SEARCH_DIR,)
 

@@ -43,14 +43,16 @@ def test_another_seed_draws_other_noise(models, cfg):
 
 def test_cached_cells_reload_without_generating(models, cfg, tmp_path, monkeypatch):
     cfg = dataclasses.replace(cfg, cache_dir=tmp_path / "own", n_prompts=2)
-    (first,) = run_settings([FP], cfg, models, log=_quiet)
+    setting = Setting("fp", steps=1, scheduler="qsched", coefficients=(1.0, 0.9))
+    (first,) = run_settings([setting], cfg, models, log=_quiet)
 
     def boom(*args, **kwargs):
         raise AssertionError("a cached cell was regenerated")
 
     monkeypatch.setattr(quality, "generate", boom)
-    (again,) = run_settings([FP], cfg, models, log=_quiet)
-    assert again.metrics == first.metrics and again.coefficients == first.coefficients
+    (again,) = run_settings([setting], cfg, models, log=_quiet)
+    assert (again.setting, again.coefficients, again.metrics) == (first.setting, (1.0, 0.9), first.metrics)
+    assert np.array_equal(again.images, first.images)
     for key, value in first.per_image.items():
         assert np.array_equal(again.per_image[key], value), key
 
