@@ -8,7 +8,9 @@
 Every row is generated from the same evaluation prompts (`eval_prompts(n)`, disjoint from the 5 calibration
 prompts) and the same per-image noise, so rows are paired. Q-Sched rows search (start_x, start_eps) on the
 11x11 JAQ grid (reusing results/qsched_search/*.json when they match). The bit-width sweep adds W3A4, a W4A8
-with every convolution quantized too, and 1-step sampling. Cells are cached in .cache/qsched_eval/, so a rerun
+with every convolution quantized too, and 1-step sampling. The PTQ baselines (SmoothQuant, GPTQ, QuaRot at
+W4A8 / W8A8, 4 steps, each alone and with Q-Sched on top; PTQD's noise correction on RTN) are rows of the same
+table, calibrated on 32 other calibration prompts (`evaluate.ptq`). Cells are cached in .cache/qsched_eval/, so a rerun
 only rebuilds the report. Writes results/qsched_main.{md,csv,paired.csv,diagnostics.csv,json,png,samples.png}
 and the metric card results/qsched_main.card.md.
 """
@@ -40,6 +42,9 @@ class MainConfig:
     seeds: str = "0"            # comma-separated noise seeds
     steps: str = "2,4,8"
     presets: str = "w4a8,w8a8,w4a4"
+    ptq_methods: str = "smoothquant,gptq,quarot,ptqd"  # PTQ baselines, each without and with Q-Sched (not PTQD)
+    ptq_presets: str = "w4a8,w8a8"
+    ptq_steps: str = "4"
     sweep: bool = True          # W8A8 -> W3A4 at 4 steps, W4A8 all layers, 1-step rows
     sweep_n_prompts: int = 0    # images per sweep cell; 0 = n_prompts
     device: str = "cpu"
@@ -60,7 +65,8 @@ class MainConfig:
     @classmethod
     def fast(cls) -> MainConfig:
         """CI smoke size: 16 images, 2 steps, W4A8 only, a 3x3 grid on 2 prompts, no sweep."""
-        return cls(n_prompts=16, steps="2", presets="w4a8", sweep=False, n_ref=256, grid_points=3,
+        return cls(n_prompts=16, steps="2", presets="w4a8", ptq_methods="ptqd", ptq_presets="w4a8", ptq_steps="2",
+                   sweep=False, n_ref=256, grid_points=3,
                    calib_prompts=2, n_boot=200, fid_boot=5, batch_size=16)
 
     def eval_config(self) -> EvalConfig:
@@ -73,7 +79,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def main_settings(cfg: MainConfig) -> list[Setting]:
-    """Per step count: FP, naive and Q-Sched per preset, FP + Q-Sched (the control)."""
+    """Per step count: FP, naive and Q-Sched per preset, FP + Q-Sched (the control); at the PTQ step counts also
+    each PTQ baseline per PTQ preset, alone and with Q-Sched on top (does it stack?)."""
     cal = Calibration(grid_points=cfg.grid_points, num_prompts=cfg.calib_prompts)
     out = []
     for steps in _ints(cfg.steps):
@@ -81,6 +88,13 @@ def main_settings(cfg: MainConfig) -> list[Setting]:
         for preset in cfg.presets.split(","):
             out += [Setting(preset, steps), Setting(preset, steps, "qsched", calibration=cal)]
         out.append(Setting("fp", steps, "qsched", calibration=cal))
+        if str(steps) not in cfg.ptq_steps.split(","):
+            continue
+        for preset in filter(None, cfg.ptq_presets.split(",")):
+            for method in filter(None, cfg.ptq_methods.split(",")):
+                out.append(Setting(preset, steps, ptq=method))
+                if method != "ptqd":  # PTQD is the noise-correction baseline, compared as it is
+                    out.append(Setting(preset, steps, "qsched", ptq=method, calibration=cal))
     return out
 
 

@@ -110,15 +110,16 @@ def _pooled(group: list[Cell], seeds: list[int], key: str) -> np.ndarray:
 
 
 def default_pairs(settings: list[Setting]) -> list[tuple[Setting, Setting]]:
-    """(a, b) pairs to difference: every Q-Sched row vs its naive twin, every naive quantized row vs naive FP."""
+    """(a, b) pairs to difference: every Q-Sched row vs its naive twin, every naive quantized row vs naive FP, and
+    every PTQ-method row (SmoothQuant, GPTQ, ...) vs plain RTN at the same preset."""
     present, pairs = set(settings), []
     for s in settings:
         if s.scheduler == "naive" and s.preset not in ("fp", "w16a16"):
-            b = replace(s, preset="fp", quantize_convs=False)
+            bs = [replace(s, preset="fp", quantize_convs=False, ptq="rtn")]
+            bs += [replace(s, ptq="rtn")] if s.ptq != "rtn" else []
         else:
-            b = naive_twin(s) if s.scheduler == "qsched" else None
-        if b in present:
-            pairs.append((s, b))
+            bs = [naive_twin(s)] if s.scheduler == "qsched" else []
+        pairs += [(s, b) for b in bs if b in present]
     return pairs
 
 

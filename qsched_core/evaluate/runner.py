@@ -35,6 +35,7 @@ from ..metrics import extract_features
 from ..quant import QuantConfig, fake_quantize, model_size_report
 from ..sched import QSchedCoefficients
 from ..search import SearchConfig, SearchResult, run_search
+from .ptq import ptq_pipeline
 from .settings import CACHE_VERSION, KEEP_IMAGES, Calibration, EvalConfig, Setting
 
 
@@ -156,7 +157,7 @@ def calibrate(get_pipe, setting: Setting, judge, cfg: EvalConfig, fingerprint: s
     scorer = make_scorer(cal.objective, judge, cal.k)
     prompts = [s.caption for s in calib_prompts(cal.num_prompts, seed=cal.prompt_seed)]
     meta = {"preset": setting.preset, "quantize_convs": setting.quantize_convs, "pipeline": setting.pipeline,
-            "unet_fingerprint": fingerprint}
+            "unet_fingerprint": fingerprint, **({"ptq": setting.ptq} if setting.ptq != "rtn" else {})}
     own = Path(cfg.cache_dir) / "search"
     # own searches first: the cached cells were generated with their winners (a flat JAQ surface lets float
     # noise between machines move the argmax, so a CPU rerun of the same grid may pick a neighbouring point)
@@ -164,7 +165,7 @@ def calibrate(get_pipe, setting: Setting, judge, cfg: EvalConfig, fingerprint: s
     if result is None:
         result = run_search(get_pipe(), scorer, prompts, scfg, metadata=meta)
         own.mkdir(parents=True, exist_ok=True)
-        name = f"{setting.preset}-{setting.steps}step-{_digest([asdict(scfg), meta, scorer.name])}.json"
+        name = f"{setting.preset}{'' if setting.ptq == 'rtn' else '-' + setting.ptq}-{setting.steps}step-{_digest([asdict(scfg), meta, scorer.name])}.json"
         source = str(result.save(own / name))
     best = best_point(result, cal.axes)
     share = 1.0 if cal.axes == "both" else cal.grid_points / len(result.points)  # a line costs one row
@@ -255,9 +256,10 @@ def run_settings(settings: list[Setting], cfg: EvalConfig, models: Models | None
     pipes: dict[tuple[str, bool], tuple] = {}
 
     def get(s: Setting):
-        k = (s.preset, s.quantize_convs)
+        k = (s.preset, s.quantize_convs) if s.ptq == "rtn" else (s.preset, s.ptq, s.steps, s.guidance)
         if k not in pipes:
-            pipes[k] = quantized_pipeline(models.pipe, *k)
+            pipes[k] = (quantized_pipeline(models.pipe, *k) if s.ptq == "rtn"
+                        else ptq_pipeline(models.pipe, s.preset, s.ptq, s.steps, s.guidance))
         return pipes[k]
 
     cells = []

@@ -22,6 +22,8 @@ CACHE_DIR = REPO_ROOT / ".cache" / "qsched_eval"
 SEARCH_DIR = RESULTS_DIR / "qsched_search"
 CACHE_VERSION = 1
 SCHEDULERS, AXES = ("naive", "qsched"), ("both", "x", "eps")
+PTQ_METHODS = ("rtn", "smoothquant", "gptq", "quarot", "ptqd")  # how a quantized row is quantized (evaluate.ptq)
+PTQ_NAMES = {"rtn": "RTN", "smoothquant": "SmoothQuant", "gptq": "GPTQ", "quarot": "QuaRot", "ptqd": "PTQD"}
 KEEP_IMAGES = 32  # first images of each cell kept (uint8) for figures and the FP-distance diagnostic
 
 
@@ -68,6 +70,7 @@ class Setting:
     coefficients: tuple[float, float] | None = None  # fixed (start_x, start_eps); None + qsched = search
     guidance: float = 4.0       # tinyworld.loaders.GUIDANCE_SCALE (LCM-Dreamshaper uses 8)
     quantize_convs: bool = False  # the "all layers" ablation: Conv2d weights and inputs too
+    ptq: str = "rtn"            # PTQ method under the row: rtn (naive) | smoothquant | gptq | quarot | ptqd
     family: str = "lcm"         # "lcm" | "tcd"
     eta: float = 0.0            # TCD gamma
     pipeline: str = "tinyworld-lcm"  # hub name of Models.pipe; matches saved searches to their model
@@ -85,6 +88,11 @@ class Setting:
             if self.scheduler == "naive" or len(self.coefficients) != 2:
                 raise ValueError(f"coefficients={self.coefficients} need scheduler='qsched' and two values "
                                  "(start_x, start_eps); the naive row always runs the stock scheduler")
+        if self.ptq not in PTQ_METHODS or (self.ptq != "rtn" and (self.preset in ("fp", "w16a16")
+                                                                   or self.quantize_convs)):
+            raise ValueError(f"ptq={self.ptq!r} with preset={self.preset!r}, quantize_convs={self.quantize_convs}: "
+                             f"choose ptq from {PTQ_METHODS}; a method other than 'rtn' needs a quantized preset "
+                             "and Linear layers only (quantize_convs=False)")
         if self.quantize_convs and self.preset in ("fp", "w16a16"):
             raise ValueError("quantize_convs=True with preset='fp' quantizes nothing; pick a preset like 'w4a8'")
         if not 0 <= self.eta <= 1 or (self.eta > 0 and self.family != "tcd"):
@@ -97,6 +105,9 @@ class Setting:
         fp = self.preset in ("fp", "w16a16")
         base = ("FP" if fp else self.preset.upper()) + (" all layers" if self.quantize_convs else "")
         base += f" TCD g={self.eta:g}" if self.family == "tcd" else ""
+        if self.ptq != "rtn":
+            base = f"{PTQ_NAMES[self.ptq]} {base}"
+            return base if self.scheduler == "naive" else f"Q-Sched + {base}"
         if self.scheduler == "naive":
             return base if fp else f"naive {base}"
         return f"{base} + Q-Sched" if fp else f"Q-Sched {base}"
