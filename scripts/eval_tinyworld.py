@@ -1,4 +1,4 @@
-"""Measure the shipped tiny world: python scripts/eval_tinyworld.py [--n-prompts 1000] [--fast]
+"""Measure the shipped tiny world: python scripts/eval_tinyworld.py [--n-prompts 1000] [--device cuda] [--fast]
 
 Generation: the LCM student at 1, 2, 4 and 8 steps and the DDIM teacher (25 steps, classifier-free guidance)
 on `eval_prompts(n)` (seen colour-shape combinations) and on `eval_prompts(n, held_out=True)` (held-out
@@ -8,13 +8,19 @@ CLIPScore and CLIP-IQA under the tiny judge, with 95% bootstrap intervals, and p
 Components: judge caption retrieval and CLIP-IQA clean-vs-degraded ranking, evaluator accuracy on renders, VAE
 PSNR, CPU speed of the 4-step student. Writes results/tinyworld_quality.{md,csv,json} and its metric card
 (results/fast/ with --fast); every number in them comes from the run that wrote them.
+--device cuda[:N] runs the models on a GPU (noise, renders and FID reference features stay on the CPU: images
+differ by float rounding only and share the image cache); the CPU speed then comes from
+scripts/bench_tinyworld_cpu.py (results/tinyworld_cpu_speed.md).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import datetime
 import json
+import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +61,8 @@ class EvalConfig:
     n_boot: int = 1000             # bootstrap resamples of per-image means
     fid_boot: int = 50             # bootstrap resamples of FID (one matrix square root each)
     threads: int = 2
+    device: str = "cpu"            # "cpu" or "cuda[:N]": where the models run; the CPU speed needs "cpu"
+    speed: bool = True             # measure the CPU speed here (False: the CPU is shared, use the bench script)
     fast: bool = False
     resume: bool = True            # reuse images cached by an interrupted run with the same settings and weights
     out_dir: str = str(RESULTS_DIR)
@@ -66,6 +74,10 @@ class EvalConfig:
                              f"{self.steps} non-empty and >= 1 (e.g. --steps 1,2,4,8)")
         if 4 not in self.steps:
             raise ValueError(f"steps={self.steps} must include 4: the targets and the speed are for 4 steps")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", str(self.device)):
+            raise ValueError(f"device={self.device!r} must be 'cpu', 'cuda' or 'cuda:N' (e.g. --device cuda:0)")
+        if self.batch_size < 1 or self.threads < 1:
+            raise ValueError(f"batch_size={self.batch_size} and threads={self.threads} must be >= 1")
 
 
 def parse_args() -> EvalConfig:
@@ -74,14 +86,18 @@ def parse_args() -> EvalConfig:
     p.add_argument("--n-ref", type=int, default=None, help="FID reference renders (default 5000, 512 with --fast)")
     p.add_argument("--steps", default="1,2,4,8")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]; the CPU speed is measured only on cpu")
+    p.add_argument("--batch-size", type=int, default=32, help="generation batch (and the CPU speed's batch)")
+    p.add_argument("--no-speed", action="store_true", help="skip the CPU speed (e.g. while other jobs share the CPU); "
+                   "scripts/bench_tinyworld_cpu.py measures it alone")
     p.add_argument("--fast", action="store_true", help="tiny counts for a smoke run; writes under results/fast/")
     p.add_argument("--no-resume", action="store_true", help=f"regenerate every image (ignore {IMAGE_CACHE})")
     args = p.parse_args()
     fast = args.fast
     return EvalConfig(n_prompts=args.n_prompts or (64 if fast else 1000), n_ref=args.n_ref or (512 if fast else 5000),
-                      steps=args.steps.split(","), seed=args.seed, threads=args.threads, fast=fast,
-                      resume=not args.no_resume,
+                      steps=args.steps.split(","), seed=args.seed, threads=args.threads, device=args.device, speed=not args.no_speed,
+                      batch_size=args.batch_size, fast=fast, resume=not args.no_resume,
                       n_boot=200 if fast else 1000, fid_boot=10 if fast else 50,
                       out_dir=str(RESULTS_DIR / "fast" if fast else RESULTS_DIR))
 
@@ -114,15 +130,16 @@ def images_of(cfg: EvalConfig, key: str, weights, images_fn, scenes) -> tuple[to
     return images, gen_s, False
 
 
-def run_sets(cfg: EvalConfig, pipe, teacher, evaluator, judge) -> tuple[list[dict], list[dict]]:
+def run_sets(cfg: EvalConfig, pipe, teacher, evaluator, judge, ref_evaluator) -> tuple[list[dict], list[dict]]:
+    """Rows per (set, method) and paired student-vs-teacher tests; ref_evaluator: a CPU copy for the FID renders."""
     rows, paired = [], []
     for name, held_out in SETS.items():
         scenes = eval_prompts(cfg.n_prompts, seed=cfg.seed, held_out=held_out)
-        ref = Q.reference_stats(evaluator, cfg.n_ref, cfg.ref_seed, held_out)
+        ref = Q.reference_stats(ref_evaluator, cfg.n_ref, cfg.ref_seed, held_out)
         per_image = {}
         for model, steps, weights, images_fn in methods(cfg, pipe, teacher):
             images, gen_s, cached = images_of(cfg, f"{name}-{model}-{steps}", weights, images_fn, scenes)
-            res = Q.evaluate(images, scenes, evaluator, judge, ref, cfg.n_boot, cfg.fid_boot, cfg.seed)
+            res = Q.evaluate(images.to(cfg.device), scenes, evaluator, judge, ref, cfg.n_boot, cfg.fid_boot, cfg.seed)
             per_image[model, steps] = res.pop("per_image")
             rows.append({"prompts": name, "model": model, "steps": steps, "gen_s": round(gen_s, 1),
                          "from_cache": cached, **res})
@@ -136,21 +153,16 @@ def run_sets(cfg: EvalConfig, pipe, teacher, evaluator, judge) -> tuple[list[dic
     return rows, paired
 
 
-def images_per_second(pipe, cfg: EvalConfig, repeats: int = 3) -> float:
-    """Wall-clock images/s of the 4-step student at batch `cfg.batch_size`, after one warm-up batch."""
-    scenes = eval_prompts(cfg.batch_size, seed=cfg.seed + 7)
-    Q.generate(pipe, scenes, 4, cfg.guidance_scale, batch_size=cfg.batch_size)
-    t0 = time.perf_counter()
-    for r in range(repeats):
-        Q.generate(pipe, scenes, 4, cfg.guidance_scale, seed=r + 1, batch_size=cfg.batch_size)
-    return repeats * cfg.batch_size / (time.perf_counter() - t0)
-
-
 def component_checks(cfg: EvalConfig, pipe, evaluator, judge_model) -> dict:
+    """Judge, evaluator and VAE checks on CPU-drawn renders; the 4-step student's images/s only on the CPU."""
+    # evaluate_judge draws its renders with a generator on the judge's device: a CPU copy keeps them the same
+    on_cpu = cfg.device == "cpu"
     with torch.no_grad():
-        judge = evaluate_judge(judge_model, "cpu")
+        judge = evaluate_judge(judge_model if on_cpu else copy.deepcopy(judge_model).cpu(), "cpu")
+    speed = (Q.student_images_per_second(pipe, cfg.batch_size, cfg.guidance_scale, steps=4, repeats=3, seed=cfg.seed)
+             if on_cpu and cfg.speed else None)  # else left to scripts/bench_tinyworld_cpu.py
     return {"judge": judge, "evaluator": Q.evaluator_accuracy(evaluator), "vae_psnr_db": Q.vae_psnr(pipe.vae),
-            "student_4step_images_per_s": images_per_second(pipe, cfg)}
+            "student_4step_images_per_s": speed}
 
 
 def find(rows, prompts, model, steps=None) -> dict:
@@ -187,7 +199,8 @@ def markdown(cfg: EvalConfig, rows, paired, checks, tgts, wall_s: float, machine
     one = rows[0]
     lines = ["# Tiny-world quality", "",
              f"Written by `scripts/eval_tinyworld.py` on {datetime.date.today().isoformat()} in {wall_s / 60:.1f} min "
-             f"on {machine} (torch threads = {cfg.threads}). Every number below comes from that run.", "",
+             f"on {machine} (models on {cfg.device}, torch threads = {cfg.threads}, batch {cfg.batch_size}). "
+             "Every number below comes from that run.", "",
              f"Prompts: `eval_prompts({cfg.n_prompts}, seed={cfg.seed})` per set ({one['n_single']} one-object, "
              f"{one['n_two']} two-object in the seen set); noise: per-image generators seeded by (seed={cfg.seed}, i), "
              f"shared by every method; guidance scale {cfg.guidance_scale:g}. FID: evaluator features (256-d) of "
@@ -225,9 +238,11 @@ def markdown(cfg: EvalConfig, rows, paired, checks, tgts, wall_s: float, machine
               for k, v in j["iqa_clean_wins"].items()]
     lines += [f"| judge CLIP-IQA of clean renders (mean) | {j['iqa_clean_mean']:.4f} |"]
     lines += [f"| evaluator accuracy on 2,048 eval-split renders: {k} | {v:.4f} |" for k, v in e.items()]
-    lines += [f"| VAE reconstruction PSNR, 512 renders | {checks['vae_psnr_db']:.2f} dB |",
-              f"| 4-step student, CPU, batch {cfg.batch_size}, {cfg.threads} threads | "
-              f"{checks['student_4step_images_per_s']:.1f} images/s |", "",
+    speed, speed_md = checks["student_4step_images_per_s"], Path(cfg.out_dir, "tinyworld_cpu_speed.md")
+    speed_row = (f"| 4-step student, CPU, batch {cfg.batch_size}, {cfg.threads} threads | {speed:.1f} images/s |"
+                 if speed is not None else f"| 4-step student, CPU speed | not measured in a {cfg.device} run: see "
+                 f"`{os.path.relpath(speed_md, REPO_ROOT)}` (`scripts/bench_tinyworld_cpu.py`) |")
+    lines += [f"| VAE reconstruction PSNR, 512 renders | {checks['vae_psnr_db']:.2f} dB |", speed_row, "",
               "Metric card: `tinyworld_quality.card.md`; raw values: `tinyworld_quality.json` and "
               "`tinyworld_quality.csv`."]
     return "\n".join(lines) + "\n"
@@ -249,15 +264,24 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def main() -> None:
     cfg = parse_args()
     print(json.dumps(asdict(cfg)), flush=True)
+    if cfg.device != "cpu" and (torch.device(cfg.device).index or 0) >= torch.cuda.device_count():
+        raise RuntimeError(f"--device {cfg.device}: torch {torch.__version__} sees {torch.cuda.device_count()} CUDA "
+                           "GPU(s); use --device cpu or an index below that count")
     torch.set_num_threads(cfg.threads)
-    t_start = time.perf_counter()
-    pipe, teacher, evaluator = load_pipeline(), load_teacher_pipeline(), load_evaluator()
-    judge_model, tokenizer, _ = load_judge()
+    t_start, dev = time.perf_counter(), cfg.device
+    pipe, teacher = load_pipeline(device=dev), load_teacher_pipeline(device=dev)
+    # FID reference renders come from the CPU renderer, so their features are taken on a CPU copy (same weights,
+    # same cache entry); generated images are scored on cfg.device
+    ref_evaluator = load_evaluator(device="cpu")
+    evaluator = ref_evaluator if dev == "cpu" else load_evaluator(device=dev)
+    judge_model, tokenizer, _ = load_judge(device=dev)
     judge = Judge(judge_model, tokenizer, "tinyworld-clip")
-    rows, paired = run_sets(cfg, pipe, teacher, evaluator, judge)
+    rows, paired = run_sets(cfg, pipe, teacher, evaluator, judge, ref_evaluator)
     checks = component_checks(cfg, pipe, evaluator, judge_model)
     tgts = targets(rows, checks)
     wall_s, machine = time.perf_counter() - t_start, machine_description()
+    if dev != "cpu":  # machine_description names GPU 0; name the one the models ran on
+        machine += f"; {dev} = {torch.cuda.get_device_name(torch.device(dev))}"
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md = out / "tinyworld_quality.md"

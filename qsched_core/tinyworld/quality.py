@@ -21,6 +21,7 @@ Means come with percentile-bootstrap 95% intervals; FID's interval resamples the
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 
 import torch
@@ -106,6 +107,24 @@ def generate_teacher(teacher_pipe, scenes: Sequence[Scene | str], num_steps: int
     return torch.cat(out)
 
 
+def student_images_per_second(pipe, batch_size: int = 32, guidance_scale: float = GUIDANCE_SCALE, steps: int = 4,
+                              repeats: int = 3, seed: int = 0) -> float:
+    """Wall-clock images/s of `generate` at `steps` steps on one batch, after one untimed warm-up batch.
+
+    Prompts: `eval_prompts(batch_size, seed=seed + 7)`; warm-up noise seed `seed`, repeat r uses seed + r + 1.
+    Measures wherever `pipe` lives (`generate` returns CPU tensors, which waits for a GPU to finish); set the
+    torch thread count before calling for a CPU measurement.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be >= 1")
+    scenes = eval_prompts(batch_size, seed=seed + 7)
+    generate(pipe, scenes, steps, guidance_scale, seed=seed, batch_size=batch_size)
+    t0 = time.perf_counter()
+    for r in range(repeats):
+        generate(pipe, scenes, steps, guidance_scale, seed=seed + r + 1, batch_size=batch_size)
+    return repeats * batch_size / (time.perf_counter() - t0)
+
+
 # ---------------------------------------------------------------------------------------- attributes
 def target_labels(scenes: Sequence[Scene]) -> dict[str, torch.Tensor]:
     """Ground-truth labels (N,) int64 per evaluator head."""
@@ -157,9 +176,15 @@ def evaluator_accuracy(evaluator, n: int = 2048, seed: int = 7) -> dict[str, flo
 
 @torch.no_grad()
 def vae_psnr(vae, n: int = 512, seed: int = 123, batch_size: int = 128) -> float:
-    """Reconstruction PSNR (dB) of the VAE (encode to the posterior mode, decode) on n eval-split renders."""
+    """Reconstruction PSNR (dB) of the VAE (encode to the posterior mode, decode) on n eval-split renders.
+
+    The renders are drawn on the CPU (the same images whatever the VAE's device), then encoded and decoded on
+    the VAE's device.
+    """
     x = render(sample_scenes(n, "eval"), torch.Generator().manual_seed(seed))  # (n, 3, 64, 64)
-    rec = torch.cat([vae.decode(vae.encode(c * 2 - 1).latent_dist.mode()).sample for c in x.split(batch_size)])
+    device = next(vae.parameters()).device
+    rec = torch.cat([vae.decode(vae.encode(c.to(device) * 2 - 1).latent_dist.mode()).sample.float().cpu()
+                     for c in x.split(batch_size)])
     mse = torch.mean(((rec + 1) / 2).clamp(0, 1).sub(x) ** 2)
     return float(10 * torch.log10(1 / mse))
 
