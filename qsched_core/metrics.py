@@ -60,7 +60,13 @@ def frechet(mu_a, sigma_a, mu_b, sigma_b) -> float:
         raise ValueError(f"feature dims differ: {np.shape(mu_a)} vs {np.shape(mu_b)}; use one feature network")
     if np.size(mu_a) == 1:  # scipy 1.17's sqrtm(1x1, disp=False) returns no error estimate; clean-fid unpacks two
         return float(((mu_a - mu_b) ** 2 + (np.sqrt(sigma_a) - np.sqrt(sigma_b)) ** 2).sum())
-    return float(frechet_distance(mu_a, sigma_a, mu_b, sigma_b))
+    try:
+        return float(frechet_distance(mu_a, sigma_a, mu_b, sigma_b))
+    except TypeError as err:  # clean-fid 0.1.35 calls sqrtm(..., disp=False), which scipy 1.18 removed
+        import scipy
+
+        raise RuntimeError(f"clean-fid's FID failed with scipy {scipy.__version__} ({err}); clean-fid 0.1.35 needs "
+                           "scipy < 1.18: pip install 'scipy==1.17.1' (the pin in requirements.txt)") from err
 
 
 def fid_from_features(feats_a, feats_b) -> float:

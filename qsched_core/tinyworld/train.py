@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import ScenePool, tokenize
-from .models import CLIP_CONFIG, Evaluator, build_clip, build_vae, n_params
+from .data import ScenePool
+from .models import Evaluator, build_vae, n_params
 from .render import DEGRADATIONS, degrade, render
 from .world import LABEL_CLASSES, sample_scenes
 

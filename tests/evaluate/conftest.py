@@ -3,18 +3,8 @@
 Everything expensive is session-scoped; each test gets its own cache folder so cache hits are deliberate.
 """
 import pytest
-import torch
 
 from qsched_core.evaluate import Calibration, EvalConfig, Models
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """The tiny UNet runs fastest single-threaded on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,5 @@
 """Fixtures of the hub tests; the tiny pipelines themselves are built in tiny_hub_pipelines.py."""
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Tiny models run fastest single-threaded (and do not oversubscribe a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -6,14 +6,6 @@ from diffusers import UNet2DConditionModel
 from qsched_core.quant.calib import Call
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny_unet() -> UNet2DConditionModel:
     """A random UNet of LCM-Dreamshaper's classes (cross-attention, GEGLU, guidance embedding), 8x8 latents."""

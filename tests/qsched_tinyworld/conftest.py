@@ -8,15 +8,6 @@ from qsched_core.calibrate import CalibrationConfig, calibrate
 TINY_CALIBRATION = dict(steps=2, n_prompts=2, grid_points=3, threads=1)
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """A shared 2-core CPU runs the tiny student fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def student():
     return hub.load_pipeline("tinyworld-lcm")

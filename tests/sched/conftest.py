@@ -46,15 +46,6 @@ def _text_encoder() -> CLIPTextModel:
     return CLIPTextModel(config)
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Tiny convolutions run fastest single-threaded (and avoid oversubscribing a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny_components() -> dict:
     """Shared read-only modules (built once per pytest run)."""
