@@ -30,12 +30,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .calib import collect_inputs, find_input_groups
 from .config import QuantConfig
 from .methods import PTQReport, measure
 from .primitives import fake_quantize
 from .qlinear import is_linear
-from .rtn import GroupPlan, WeightResult, fake_quant_weight, quantize_plans, rtn_qparams, search_clip
+from .rtn import (GroupPlan, WeightResult, fake_quant_weight, quantize_plans, rtn_qparams, scaled_plans,
+                  search_clip)
 
 CLIP_RATIOS = tuple(1.0 - 0.05 * i for i in range(10))   # 1.0, 0.95, ..., 0.55
 NO_CLIP = ("to_q", "to_k", "q_proj", "k_proj")            # query / key projections skip the clip search
@@ -107,16 +107,11 @@ def awq_quantize(model: nn.Module, cfg: QuantConfig, calib, *, n_grid: int = 20,
     """AWQ: per input group, the alpha-grid scale search, then the clip search and RTN (folded where possible)."""
     check_weight_bits(cfg)
     with measure() as m:
-        groups = find_input_groups(model, calib, filter_fn, fold)
-        stats = collect_inputs(model, groups, calib, tokens_per_call=tokens_per_call)
-        plans = []
-        for g, st in zip(groups, stats):
-            if g.kind == "online" and not online:
-                plans.append(GroupPlan(g))
-                continue
+        def plan(g, st):
             ws = [model.get_submodule(n).weight.detach() for n in g.consumers]
             s, alpha, _ = awq_scale(st.x, st.absmean, ws, cfg, n_grid)
-            plans.append(GroupPlan(g, s=s, label="awq", info=dict(alpha=alpha)))
+            return GroupPlan(g, s=s, label="awq", info={"alpha": alpha})
+        plans, stats = scaled_plans(model, calib, filter_fn, fold, online, tokens_per_call, plan)
         report = quantize_plans(model, cfg, calib, plans, stats, "awq", awq_weights(clip, clip_tokens), check_tol)
     report.seconds, report.peak_mem_mb = m.seconds, m.peak_mem_mb
     return model, report

@@ -131,6 +131,17 @@ class GroupPlan:
         return ", ".join(parts) or "none"
 
 
+def scaled_plans(model: nn.Module, calib, filter_fn, fold: bool, online: bool, tokens_per_call: int,
+                 scale_fn: Callable[[InputGroup, InputStats], GroupPlan]) -> tuple[list[GroupPlan], list[InputStats]]:
+    """The input groups of `model` (folded into their producer where `fold` allows), their calibration statistics,
+    and one plan per group from `scale_fn(group, stats)`; with online=False a group that has no producer to fold
+    into keeps the identity (SmoothQuant's and AWQ's shared skeleton)."""
+    groups = find_input_groups(model, calib, filter_fn, fold)
+    stats = collect_inputs(model, groups, calib, tokens_per_call=tokens_per_call)
+    plans = [GroupPlan(g) if g.kind == "online" and not online else scale_fn(g, st) for g, st in zip(groups, stats)]
+    return plans, stats
+
+
 def fold_into_producer(model: nn.Module, group: InputGroup, s: torch.Tensor) -> None:
     """Divide the producer's output channels by s: norm weight and bias, or a linear's output rows."""
     prod = model.get_submodule(group.producer)

@@ -28,11 +28,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .calib import collect_inputs, find_input_groups
 from .config import QuantConfig
 from .methods import PTQReport, measure
 from .qlinear import is_linear
-from .rtn import GroupPlan, quantize_plans
+from .rtn import GroupPlan, quantize_plans, scaled_plans
 
 S_MIN = 1e-5
 
@@ -60,15 +59,10 @@ def smoothquant_quantize(model: nn.Module, cfg: QuantConfig, calib, *, alpha: fl
     """
     check_alpha(alpha)
     with measure() as m:
-        groups = find_input_groups(model, calib, filter_fn, fold)
-        stats = collect_inputs(model, groups, calib, tokens_per_call=tokens_per_call)
-        plans = []
-        for g, st in zip(groups, stats):
-            if g.kind == "online" and not online:
-                plans.append(GroupPlan(g))
-                continue
+        def plan(g, st):
             s = smooth_scales(st.absmax, [model.get_submodule(n).weight for n in g.consumers], alpha)
-            plans.append(GroupPlan(g, s=s, label="smooth", info=dict(alpha=alpha)))
+            return GroupPlan(g, s=s, label="smooth", info={"alpha": alpha})
+        plans, stats = scaled_plans(model, calib, filter_fn, fold, online, tokens_per_call, plan)
         report = quantize_plans(model, cfg, calib, plans, stats, "smoothquant", check_tol=check_tol)
     report.seconds, report.peak_mem_mb = m.seconds, m.peak_mem_mb
     return model, report
