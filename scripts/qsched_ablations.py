@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -198,7 +199,7 @@ def main(argv=None) -> dict[str, Path]:
     out = results_dir()
     info = {"machine": machine_description(), "fast": fast_mode(), "wall_s": time.perf_counter() - t0,
             "cell_machines": sorted({c.machine for c in cells}),
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])}
+            "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])}
     paths = {"csv": write_csv(rows, out / "qsched_ablations.csv"), "md": out / "qsched_ablations.md",
              "figure": out / "qsched_ablations.png"}
     paths["md"].write_text(render_markdown(rows, cfg, info))

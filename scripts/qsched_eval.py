@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import math
 import sys
 import time
@@ -55,6 +56,7 @@ class MainConfig:
     n_boot: int = 1000
     fid_boot: int = 100
     threads: int = 2
+    name: str = "qsched_main"   # output file stem under results/ (e.g. qsched_ptq for a separate PTQ-only run)
 
     def __post_init__(self):
         if not self.device.startswith(("cpu", "cuda")):
@@ -171,24 +173,25 @@ def interpretation(paired: list[dict], diag: list[dict], reruns: list[dict]) -> 
     control = [r for r in paired if r["comparison"].startswith("FP + Q-Sched")]
     gains = [r["calib_jaq_gain"] for r in diag if not math.isnan(r["calib_jaq_gain"])]
     fp_iqa = [r["iqa_above_0.95"] for r in diag if r["method"] == "FP"]
-    out = ["1. **How much damage there is to repair** (naive - FP): " + "; ".join(
+    out = ["**How much damage there is to repair** (naive - FP): " + "; ".join(
         f"{r['comparison'].split(' - ')[0]}, {r['steps']} steps: {verdict(r)}" for r in naive) + ".",
-        "2. **What Q-Sched repairs** (Q-Sched - naive, same quantized UNet): " + "; ".join(
+        "**What Q-Sched repairs** (Q-Sched - naive, same quantized UNet): " + "; ".join(
         f"{r['comparison'].split(' - ')[0]}, {r['steps']} steps: {verdict(r)}" for r in qs) + "."]
     if stack:
-        out.append("3. **On top of other PTQ** (Q-Sched + method - method): " + "; ".join(
+        out.append("**On top of other PTQ** (Q-Sched + method - method): " + "; ".join(
             f"{r['comparison'].split(' - ')[0]}: {verdict(r)}" for r in stack) + ".")
     if control:
-        out.append("4. **The FP control** (FP + Q-Sched - FP), the part of any gain that is not a quantization fix: "
+        out.append("**The FP control** (FP + Q-Sched - FP), the part of any gain that is not a quantization fix: "
                    + "; ".join(f"{r['steps']} steps: {verdict(r)}" for r in control) + ".")
     if gains:
-        out.append(f"5. **What the search sees**: on the calibration images the JAQ winner beats the stock (1, 1) "
+        out.append(f"**What the search sees**: on the calibration images the JAQ winner beats the stock (1, 1) "
                    f"point by {min(gains):.4f} to {max(gains):.4f}; {sum(bool(r['on_edge']) for r in diag)} of "
                    f"{len(gains)} winners lie on the edge of the grid. "
                    + (f"{100 * fp_iqa[0]:.0f}% of the FP evaluation images score CLIP-IQA above 0.95, so the "
                       "IQ term of JAQ has little room to reward a cleaner image. " if fp_iqa else "")
                    + (f"{sum(not r['same'] for r in reruns)} of {len(reruns)} searches rerun with the identical "
                       "config on another machine picked another winner (float rounding alone)." if reruns else ""))
+    out = [f"{i}. {line}" for i, line in enumerate(out, 1)]
     out.append("Read a row as an effect only when its interval excludes 0 (section 2). The paper's setting differs "
                "in ways that matter here: an 860M-parameter UNet judged by a ViT-L/14 CLIP on 512x512 images, "
                "against a 4.3M-parameter student judged by a 64x64 CLIP trained on the same toy world.")
@@ -205,23 +208,23 @@ def write_report(main_cells, sweep_cells, ref, cfg: MainConfig, out_dir: Path, i
     diag = [{"table": t, **r} for t, cells in (("main", main_cells), ("sweep", sweep_cells)) if cells
             for r in diagnostics(cells)]
     cells = main_cells + sweep_cells
-    paths = {"csv": write_csv(rows, out_dir / "qsched_main.csv"),
-             "paired": write_csv(paired, out_dir / "qsched_main.paired.csv"),
-             "diagnostics": write_csv(diag, out_dir / "qsched_main.diagnostics.csv")}
+    paths = {"csv": write_csv(rows, out_dir / f"{cfg.name}.csv"),
+             "paired": write_csv(paired, out_dir / f"{cfg.name}.paired.csv"),
+             "diagnostics": write_csv(diag, out_dir / f"{cfg.name}.diagnostics.csv")}
     methods = list(dict.fromkeys(r["method"] for r in main_rows))
     fig = viz.plot_metric_vs_steps(main_rows, methods=methods)
-    fig.savefig(out_dir / "qsched_main.png", dpi=110)
-    paths["figure"] = out_dir / "qsched_main.png"
-    paths["samples"] = save_samples(cells, out_dir / "qsched_main.samples.png")
+    fig.savefig(out_dir / f"{cfg.name}.png", dpi=110)
+    paths["figure"] = out_dir / f"{cfg.name}.png"
+    paths["samples"] = save_samples(cells, out_dir / f"{cfg.name}.samples.png")
     card = MetricCard(feature_network="tiny-world evaluator penultimate layer (256-d)", n_images=cfg.n_prompts,
                       reference_set=ref.name, reference_size=ref.n, resize_policy="none (native 64x64)",
                       clip_backbone="tinyworld-clip (open_clip format, 64x64)", seeds=list(_ints(cfg.seeds)),
                       scorer_names=sorted({c.calibration.get("scorer", "") for c in cells} - {""}) or ["none"])
     paths["card"] = card.save(paths["csv"])
     text = render_markdown(main_rows, sweep_rows, paired, diag, search_reruns(cells), cfg, info)
-    paths["md"] = out_dir / "qsched_main.md"
+    paths["md"] = out_dir / f"{cfg.name}.md"
     paths["md"].write_text(text)
-    paths["json"] = out_dir / "qsched_main.json"
+    paths["json"] = out_dir / f"{cfg.name}.json"
     paths["json"].write_text(json.dumps({"config": asdict(cfg), **info, "cells": [c.to_json() for c in cells]},
                                         indent=1, default=str))
     return paths
@@ -246,7 +249,7 @@ def render_markdown(main_rows, sweep_rows, paired, diag, reruns, cfg: MainConfig
     sweep_paired = [r for r in paired if r["table"] == "sweep"]
     n_sweep = sweep_rows[0]["n_images"] if sweep_rows else 0
     return "\n".join([
-        "# Q-Sched on the tiny world: main table", "", fast + full +
+        f"# Q-Sched on the tiny world: `{cfg.name}`", "", fast + full +
         f"Report built on: {info['machine']}. Cells computed on: {'; '.join(info['cell_machines'])}. "
         f"Seeds {cfg.seeds}; {cfg.n_prompts} evaluation images per cell and seed (`eval_prompts({cfg.n_prompts})`, "
         "seen colour-shape combinations, disjoint from the "
@@ -283,10 +286,11 @@ def render_markdown(main_rows, sweep_rows, paired, diag, reruns, cfg: MainConfig
          "`results/qsched_search/`):"), "",
         markdown_table(reruns, RERUN_COLUMNS) if reruns else "(no search was run on two machines)\n",
         "## 6. Findings", "", *[f"- {line}" for line in findings(main_paired, diag)],
-        *[f"- Sweep ({n_sweep} images per cell): {line}" for line in findings(sweep_paired, [])], "",
+        *[f"- Sweep ({n_sweep} images per cell): {line}" for line in (findings(sweep_paired, []) if sweep_rows
+                                                                         else [])], "",
         "## 7. Reading the table", "", *interpretation(main_paired, diag, reruns), "",
-        ("Metric card: `qsched_main.card.md`. Figures: `qsched_main.png` (metrics vs steps), "
-        "`qsched_main.samples.png` (first images of each row)."), ""])
+        (f"Metric card: `{cfg.name}.card.md`. Figures: `{cfg.name}.png` (metrics vs steps), "
+        f"`{cfg.name}.samples.png` (first images of each row)."), ""])
 
 
 def parse_args(argv=None) -> MainConfig:
@@ -316,7 +320,7 @@ def main(argv=None) -> dict[str, Path]:
     info = {"machine": machine_description(), "fast": fast_mode(), "wall_s": time.perf_counter() - t0,
             "cell_machines": sorted({c.machine for c in cells}),
             "n_cells": len(cells), "cached_cells": len(cells) - n_new,
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])}
+            "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])}
     paths = write_report(main_cells, sweep_cells, models.ref, cfg, results_dir(), info)
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")
