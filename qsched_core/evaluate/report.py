@@ -150,7 +150,8 @@ def diagnostics(cells: list[Cell]) -> list[dict]:
     rows = []
     for s, group in groups.items():
         c = group[0]
-        fp = {x.seed: x for x in groups.get(replace(naive_twin(s), preset="fp", quantize_convs=False), [])}.get(c.seed)
+        fp_row = replace(naive_twin(s), preset="fp", quantize_convs=False, ptq="rtn")
+        fp = {x.seed: x for x in groups.get(fp_row, [])}.get(c.seed)
         rmse = math.nan if fp is None else float(np.sqrt(np.mean((c.images / 255.0 - fp.images / 255.0) ** 2)))
         iqa, cal = c.per_image["clip_iqa"], c.calibration
         gain = cal.get("best_jaq", math.nan) - (cal.get("identity_jaq") or math.nan)

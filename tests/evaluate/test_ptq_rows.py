@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import qsched_core.evaluate.ptq as ptq
-from qsched_core.evaluate import Setting, default_pairs, run_settings
+from qsched_core.evaluate import Setting, default_pairs, diagnostics, paired_diffs, run_settings
 from qsched_core.quant.calib import Call
 
 
@@ -61,7 +61,12 @@ def test_ptqd_recovers_a_planted_linear_error_per_timestep():
 def test_ptq_row_runs_and_records_its_calibration(models, cfg, monkeypatch):
     monkeypatch.setattr(ptq, "PTQ_CALIB_PROMPTS", 2)
     cfg = dataclasses.replace(cfg, n_prompts=2)
-    row, rtn = run_settings([Setting("w4a8", 1, ptq="ptqd"), Setting("w4a8", 1)], cfg, models, log=_quiet)
+    cells = run_settings([Setting("w4a8", 1, ptq="ptqd"), Setting("w4a8", 1), Setting("fp", 1)], cfg, models, log=_quiet)
+    row, rtn, _ = cells
     assert row.size["ptq"] == "ptqd" and row.size["ptq_calib_calls"] == 1 and len(row.size["ptqd_k"]) == 1
     assert abs(row.size["size_mb"] - rtn.size["size_mb"]) < 1e-9  # a correction, not extra weights
     assert (row.images != rtn.images).any()  # the correction changes the samples
+    diag = {r["method"]: r for r in diagnostics(cells)}  # a PTQ row finds its FP twin for the pixel distance
+    assert diag["PTQD W4A8"]["pixel_rmse_vs_fp"] > 0
+    assert {r["comparison"] for r in paired_diffs(cells, models.ref, n_boot=20, fid_boot=2)} == {
+        "PTQD W4A8 - FP", "PTQD W4A8 - naive W4A8", "naive W4A8 - FP"}
