@@ -116,7 +116,8 @@ def _same_search(result: SearchResult, scfg: SearchConfig, scorer: str, prompts:
     theirs = {k: v for k, v in result.config.items() if k not in drop}
     rmeta = result.metadata
     return (mine == theirs and result.scorer == scorer and rmeta.get("prompts") == prompts
-            and all(rmeta.get(k) == v for k, v in meta.items()))
+            and all(rmeta.get(k) == v for k, v in meta.items())
+            and rmeta.get("ptq", "rtn") == meta.get("ptq", "rtn"))  # a plain row must not reuse a GPTQ row's search
 
 
 def find_cached_search(scfg: SearchConfig, scorer: str, prompts: list[str], meta: dict,

@@ -70,3 +70,16 @@ def test_ptq_row_runs_and_records_its_calibration(models, cfg, monkeypatch):
     assert diag["PTQD W4A8"]["pixel_rmse_vs_fp"] > 0
     assert {r["comparison"] for r in paired_diffs(cells, models.ref, n_boot=20, fid_boot=2)} == {
         "PTQD W4A8 - FP", "PTQD W4A8 - naive W4A8", "naive W4A8 - FP"}
+
+
+def test_a_plain_row_never_reuses_a_ptq_rows_search():
+    from types import SimpleNamespace
+
+    import qsched_core.evaluate.runner as ev
+    from qsched_core.search import SearchConfig
+
+    scfg = SearchConfig(num_prompts=1, grid_points=3, num_steps=1)
+    saved = SimpleNamespace(config=dataclasses.asdict(scfg), scorer="jaq",
+                            metadata={"prompts": ["p"], "preset": "w4a8", "ptq": "gptq"})
+    assert ev._same_search(saved, scfg, "jaq", ["p"], {"preset": "w4a8", "ptq": "gptq"})
+    assert not ev._same_search(saved, scfg, "jaq", ["p"], {"preset": "w4a8"})  # the plain (RTN) row
