@@ -236,7 +236,8 @@ def search_reruns(cells) -> list[dict]:
         if c.setting.scheduler != "qsched" or src.suffix != ".json" or not src.is_file():
             continue
         used = SearchResult.load(src)
-        meta = {k: used.metadata.get(k) for k in ("preset", "quantize_convs", "pipeline", "unet_fingerprint")}
+        keys = ("preset", "quantize_convs", "pipeline", "unet_fingerprint", *(("ptq",) if "ptq" in used.metadata else ()))
+        meta = {k: used.metadata.get(k) for k in keys}
         dirs = [d for d in (SEARCH_DIR, EvalConfig().cache_dir / "search") if d.resolve() != src.parent.resolve()]
         other, _ = find_cached_search(SearchConfig(**used.config), used.scorer, used.metadata["prompts"], meta, dirs)
         if other is not None:
