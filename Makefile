@@ -25,8 +25,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# The notebooks run in a pytest process of their own: after the full test suite in the same process, the
-# nbmake client once waited forever on an idle notebook-00 kernel (both idle, no reply), alone it takes 30 s.
+# The notebooks run in a pytest process of their own: run after the full test suite in the same process, the
+# nbmake client waited forever on an idle notebook-00 kernel (twice in a clean clone); alone it takes 30 s.
 test: $(STAMP)
 	QSCHED_FAST=1 $(PY) -m pytest -q tests
 	QSCHED_FAST=1 $(PY) -m pytest -q --nbmake --nbmake-timeout=900 notebooks
