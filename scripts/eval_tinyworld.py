@@ -96,8 +96,8 @@ def parse_args() -> EvalConfig:
     args = p.parse_args()
     fast = args.fast
     return EvalConfig(n_prompts=args.n_prompts or (64 if fast else 1000), n_ref=args.n_ref or (512 if fast else 5000),
-                      steps=args.steps.split(","), seed=args.seed, threads=args.threads, device=args.device, speed=not args.no_speed,
-                      batch_size=args.batch_size, fast=fast, resume=not args.no_resume,
+                      steps=args.steps.split(","), seed=args.seed, threads=args.threads, device=args.device,
+                      speed=not args.no_speed, batch_size=args.batch_size, fast=fast, resume=not args.no_resume,
                       n_boot=200 if fast else 1000, fid_boot=10 if fast else 50,
                       out_dir=str(RESULTS_DIR / "fast" if fast else RESULTS_DIR))
 
@@ -240,7 +240,7 @@ def markdown(cfg: EvalConfig, rows, paired, checks, tgts, wall_s: float, machine
     lines += [f"| evaluator accuracy on 2,048 eval-split renders: {k} | {v:.4f} |" for k, v in e.items()]
     speed, speed_md = checks["student_4step_images_per_s"], Path(cfg.out_dir, "tinyworld_cpu_speed.md")
     speed_row = (f"| 4-step student, CPU, batch {cfg.batch_size}, {cfg.threads} threads | {speed:.1f} images/s |"
-                 if speed is not None else f"| 4-step student, CPU speed | not measured in a {cfg.device} run: see "
+                 if speed is not None else f"| 4-step student, CPU speed | not measured in this run: see "
                  f"`{os.path.relpath(speed_md, REPO_ROOT)}` (`scripts/bench_tinyworld_cpu.py`) |")
     lines += [f"| VAE reconstruction PSNR, 512 renders | {checks['vae_psnr_db']:.2f} dB |", speed_row, "",
               "Metric card: `tinyworld_quality.card.md`; raw values: `tinyworld_quality.json` and "

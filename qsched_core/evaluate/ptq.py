@@ -15,6 +15,7 @@ sampler re-noises with a fixed schedule, and PTQD's rule is stated for DDIM-type
 from __future__ import annotations
 
 import copy
+import time
 
 import torch
 from torch import nn
@@ -91,8 +92,6 @@ def add_ptqd_correction(unet: nn.Module, fit: dict[int, tuple[float, torch.Tenso
 def ptq_pipeline(pipe, preset: str, method: str, steps: int, guidance: float) -> tuple[object, dict]:
     """`pipe` with a copy of its UNet quantized by `method` at `preset`, calibrated at `steps` steps; plus a record
     (packed size, calibration prompts and seconds, the method's mean per-layer error, PTQD's fitted k_t)."""
-    import time
-
     check_ptq(method)
     cfg = QuantConfig.from_name(preset)
     t0 = time.perf_counter()

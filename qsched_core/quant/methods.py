@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 
 from .calib import run_calib
+from .stats import capture_inputs
 
 METHODS = ("rtn", "gptq", "awq", "smoothquant", "quarot", "duquant")
 
@@ -163,20 +164,12 @@ def model_outputs(model: nn.Module, calib, first_only: bool = False) -> list[tor
 def quantizer_inputs(model: nn.Module, names: list[str], *args, **kwargs) -> dict[str, torch.Tensor]:
     """What the activation quantizer of each named layer sees on model(*args): its input after the layer's
     act_transform (smoothing / rotation), as (T, K) rows; the plain input for an nn.Linear."""
-    seen: dict[str, torch.Tensor] = {}
-
-    def hook(name):
-        def fn(mod, a):
-            x = a[0] if getattr(mod, "act_transform", None) is None else mod.act_transform(a[0])
-            seen[name] = x.detach().reshape(-1, x.shape[-1])
-        return fn
-    handles = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
-    try:
-        with torch.no_grad():
-            model(*args, **kwargs)
-    finally:
-        for h in handles:
-            h.remove()
+    seen = {}
+    with torch.no_grad():
+        for name, x in capture_inputs(model, names, *args, **kwargs).items():
+            transform = getattr(model.get_submodule(name), "act_transform", None)
+            x = x if transform is None else transform(x)
+            seen[name] = x.reshape(-1, x.shape[-1])
     return seen
 
 
