@@ -1,6 +1,7 @@
 # qsched: two commands set everything up on a fresh machine.
 #   make test       create/reuse .venv with the pinned requirements, run pytest + every notebook headless (FAST mode)
-#   make reproduce  create/reuse .venv, run every notebook top to bottom in full mode, write results/
+#   make reproduce  create/reuse .venv, compute the result tables (make tables), then run every notebook top to
+#                   bottom in full mode (make notebooks); everything is written to results/
 #   make lab        JupyterLab on notebooks/
 #   make bench      Triton kernel benchmarks (needs a CUDA GPU)
 SHELL := /bin/bash
@@ -14,7 +15,16 @@ export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: setup test reproduce lab bench clean-venv
+# DEVICE=cuda computes the tables on a GPU (same prompts and noise; faster). Cells, searches and reference features
+# are cached under .cache/, so an interrupted `make reproduce` resumes and a finished one only rebuilds the reports.
+DEVICE ?= cpu
+ifeq ($(DEVICE),cpu)
+RUNON := --device cpu
+else
+RUNON := --device $(DEVICE) --batch-size 500
+endif
+
+.PHONY: setup test reproduce tables notebooks lab bench clean-venv
 
 setup: $(STAMP)
 
@@ -31,7 +41,22 @@ test: $(STAMP)
 	QSCHED_FAST=1 $(PY) -m pytest -q tests
 	QSCHED_FAST=1 $(PY) -m pytest -q --nbmake --nbmake-timeout=900 notebooks
 
-reproduce: $(STAMP)
+reproduce: tables notebooks
+
+# Each command writes the results/ file named after it and records its own command line, machine and wall time there.
+tables: $(STAMP)
+	$(PY) scripts/eval_tinyworld.py --n-prompts 500 --no-speed $(RUNON)
+	$(PY) scripts/bench_tinyworld_cpu.py
+	$(PY) scripts/qsched_tinyworld_sweep.py
+	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0,1,2 --steps 2,4,8 --ptq-methods '' --no-sweep $(RUNON)
+	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0 --steps 4 --presets w4a8,w8a8 --ptq-presets w4a8,w8a8 \
+	  --no-sweep --name qsched_ptq $(RUNON)
+	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0 --steps 4 --presets w4a8 --ptq-methods '' \
+	  --sweep-n-prompts 300 --name qsched_sweep $(RUNON)
+	$(PY) scripts/qsched_ablations.py $(RUNON)
+	$(PY) scripts/qsched_ablations.py --steps 2 --n-prompts 200 --name qsched_ablations_2step $(RUNON)
+
+notebooks: $(STAMP)
 	@mkdir -p results/notebooks
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; \

@@ -1,7 +1,7 @@
 """Q-Sched ablations on the tiny world: what in the calibration recipe matters, each evaluated on held-out prompts.
 
-    python scripts/qsched_ablations.py                              # W4A8, 2 steps, 200 images per cell
-    python scripts/qsched_ablations.py --steps 4 --n-prompts 1000   # the paper's step count, full size
+    python scripts/qsched_ablations.py                              # W4A8, 4 steps, 1,000 images per cell
+    python scripts/qsched_ablations.py --steps 2 --n-prompts 200 --name qsched_ablations_2step   # reduced, 2 steps
     python scripts/qsched_ablations.py --groups objective,tcd       # a subset
     QSCHED_FAST=1 python scripts/qsched_ablations.py                # CI smoke run -> results/fast/
 
@@ -15,8 +15,9 @@ Groups (each row = one calibration recipe; everything else fixed):
   tcd        the TCD sampler with gamma in {0, 0.3, 0.7}, naive and Q-Sched each
 Every recipe's winner is evaluated like a main-table row (`qsched_core.evaluate`) and differenced against the naive
 row on the same prompts and noise. Two recipes that pick the same coefficients share one cached cell. The default
-is 2 steps, where W4A8 hurts the tiny student most (results/qsched_main.md), so a recipe has the most to recover.
-Writes results/qsched_ablations.{md,csv,png} and results/qsched_ablations.card.md.
+is the paper's 4 steps at the main table's size; 2 steps is where W4A8 hurts the tiny student most
+(results/qsched_main.md), so a recipe has the most to recover there. Writes results/<name>.{md,csv,png} and
+results/<name>.card.md (name: qsched_ablations unless --name says otherwise).
 """
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ GROUPS = ("objective", "axes", "prompts", "grid", "method", "tcd")
 @dataclass
 class AblationConfig:
     preset: str = "w4a8"
-    steps: int = 2
-    n_prompts: int = 200        # images per cell (the main table uses 1,000)
+    steps: int = 4
+    n_prompts: int = 1000       # images per cell, as in the main table
     seeds: str = "0"
     groups: str = ",".join(GROUPS)
     ks: str = "0,0.5,1,2,5"
@@ -57,8 +58,11 @@ class AblationConfig:
     n_boot: int = 1000
     fid_boot: int = 100
     threads: int = 2
+    name: str = "qsched_ablations"   # output files results/<name>.*
 
     def __post_init__(self):
+        if not self.name or any(c in self.name for c in "/\\ ."):
+            raise ValueError(f"name={self.name!r} must be a plain file stem such as 'qsched_ablations_2step'")
         unknown = set(self.groups.split(",")) - set(GROUPS)
         if unknown:
             raise ValueError(f"groups={self.groups!r} has unknown {sorted(unknown)}; pick from {GROUPS}")
@@ -162,10 +166,11 @@ GROUP_NOTES = {
 
 def render_markdown(rows, cfg: AblationConfig, info: dict) -> str:
     fast = "**FAST mode (CI smoke run): tiny sample counts, numbers are not meaningful.**\n\n" if info["fast"] else ""
+    reduced = (" (fewer than the main table's 1,000, for CPU time; full size: `python scripts/qsched_ablations.py`)"
+               if cfg.n_prompts < 1000 else "")
     parts = ["# Q-Sched ablations on the tiny world", "",
              fast + f"{cfg.preset.upper()}, {cfg.steps} steps, guidance 4.0, LCM scheduler unless stated; "
-             f"{cfg.n_prompts} held-out evaluation images per cell (fewer than the main table's 1,000, for CPU "
-             f"time; full size: `python scripts/qsched_ablations.py --n-prompts 1000`), seeds {cfg.seeds}. Every "
+             f"{cfg.n_prompts} held-out evaluation images per cell{reduced}, seeds {cfg.seeds}. Every "
              "difference is the recipe's winner minus the naive row on the same prompts and noise (95% paired "
              f"bootstrap CI; sign test on discordant accuracy pairs). Cells computed on: "
              f"{'; '.join(info['cell_machines'])}. Report built on {info['machine']} in "
@@ -173,8 +178,7 @@ def render_markdown(rows, cfg: AblationConfig, info: dict) -> str:
     for i, group in enumerate(dict.fromkeys(r["group"] for r in rows), 1):
         parts += [f"## {i}. {group}", "", GROUP_NOTES[group], "",
                   markdown_table([r for r in rows if r["group"] == group], COLUMNS)]
-    parts += [("Figure: `qsched_ablations.png` (dFID of every recipe vs naive). Metric card: "
-              "`qsched_ablations.card.md`."), ""]
+    parts += [(f"Figure: `{cfg.name}.png` (dFID of every recipe vs naive). Metric card: `{cfg.name}.card.md`."), ""]
     return "\n".join(parts)
 
 
@@ -200,8 +204,8 @@ def main(argv=None) -> dict[str, Path]:
     info = {"machine": machine_description(), "fast": fast_mode(), "wall_s": time.perf_counter() - t0,
             "cell_machines": sorted({c.machine for c in cells}),
             "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])}
-    paths = {"csv": write_csv(rows, out / "qsched_ablations.csv"), "md": out / "qsched_ablations.md",
-             "figure": out / "qsched_ablations.png"}
+    paths = {"csv": write_csv(rows, out / f"{cfg.name}.csv"), "md": out / f"{cfg.name}.md",
+             "figure": out / f"{cfg.name}.png"}
     paths["md"].write_text(render_markdown(rows, cfg, info))
     viz.plot_paired_diffs(rows, "d_fid", title=f"{cfg.preset.upper()} {cfg.steps} steps: recipe - naive").savefig(
         paths["figure"], dpi=110)

@@ -195,3 +195,13 @@ def test_main_report_writes_the_expected_columns(cells, ref, tmp_path):
     for heading in ("## 1. Main table", "## 2. Paired differences", "## 3. The paper beside us", "## 6. Findings"):
         assert heading in text
     assert "| 4 | Q-Sched W4A8 |" in text and "-15.5%" in text and paths["card"].is_file()
+
+
+def test_ablation_cli_names_its_outputs_and_rejects_bad_values():
+    abl = _script("qsched_ablations")
+    cfg = abl.parse_args(["--steps", "2", "--n-prompts", "200", "--name", "qsched_ablations_2step"])
+    assert (cfg.steps, cfg.n_prompts, cfg.name) == (2, 200, "qsched_ablations_2step")
+    with pytest.raises(ValueError, match="name='../x'"):
+        abl.AblationConfig(name="../x")
+    with pytest.raises(ValueError, match="unknown"):
+        abl.AblationConfig(groups="objective,colour")
