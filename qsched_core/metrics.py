@@ -178,7 +178,8 @@ def bootstrap_fid_ci(feats, ref_stats: ReferenceStats, n_boot: int = 200, alpha:
                      seed: int = 0) -> tuple[float, float, float]:
     """(FID, lo, hi): percentile interval over generated images resampled with replacement.
 
-    Duplicated rows shrink the sample covariance, so resampled FIDs sit slightly above the point estimate;
+    Duplicated rows shrink the sample covariance, so resampled FIDs sit above the point estimate (far above when the
+    number of images is small next to the feature dimension);
     read the interval as the spread due to which images were drawn, not as an unbiased interval.
     """
     feats = _as_features(feats)
