@@ -35,11 +35,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# The notebooks run in a pytest process of their own: run after the full test suite in the same process, the
-# nbmake client waited forever on an idle notebook-00 kernel (twice in a clean clone); alone it takes 30 s.
+# The notebooks run in a pytest process of their own, with QSCHED_HEADLESS=1: headless, a cell that calls
+# ipywidgets' interact now and then never finishes (kernel and client both idle), so the notebooks' widgets go
+# through qsched_core.widgets.live, which runs the wrapped function once instead (see that module).
 test: $(STAMP)
 	QSCHED_FAST=1 $(PY) -m pytest -q tests
-	QSCHED_FAST=1 $(PY) -m pytest -q --nbmake --nbmake-timeout=900 notebooks
+	QSCHED_FAST=1 QSCHED_HEADLESS=1 $(PY) -m pytest -q --nbmake --nbmake-timeout=900 notebooks
 
 reproduce: tables notebooks
 
@@ -51,8 +52,8 @@ tables: $(STAMP)
 	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0,1,2 --steps 2,4,8 --ptq-methods '' --no-sweep $(RUNON)
 	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0 --steps 4 --presets w4a8,w8a8 --ptq-presets w4a8,w8a8 \
 	  --no-sweep --name qsched_ptq $(RUNON)
-	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0 --steps 4 --presets w4a8 --ptq-methods '' \
-	  --sweep-n-prompts 300 --name qsched_sweep $(RUNON)
+	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0,1,2 --steps 4 --presets w4a8 --ptq-methods '' \
+	  --name qsched_sweep $(RUNON)
 	$(PY) scripts/qsched_ablations.py $(RUNON)
 	$(PY) scripts/qsched_ablations.py --steps 2 --n-prompts 200 --name qsched_ablations_2step $(RUNON)
 
@@ -60,8 +61,8 @@ notebooks: $(STAMP)
 	@mkdir -p results/notebooks
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; \
-	  QSCHED_FAST=0 $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
-	    --output-dir results/notebooks "$$nb" || exit 1; \
+	  QSCHED_FAST=0 QSCHED_HEADLESS=1 $(PY) -m jupyter nbconvert --to notebook --execute \
+	    --ExecutePreprocessor.timeout=3600 --output-dir results/notebooks "$$nb" || exit 1; \
 	done
 	@echo "results written to results/"
 
