@@ -212,8 +212,9 @@ def markdown(cfg: EvalConfig, rows, paired, checks, tgts, wall_s: float, machine
              "", "## Targets", "", "| target | threshold | measured | status |", "|---|---|---|---|"]
     n_cached = sum(r["from_cache"] for r in rows)
     if n_cached:
-        lines[-5:-5] = ["", f"{n_cached} of {len(rows)} rows reuse images that an interrupted run with the same "
-                        "settings and weights generated (`.cache/eval_tinyworld/`); generation times are that run's."]
+        lines[-5:-5] = ["", f"{n_cached} of {len(rows)} rows reuse images that an earlier run with the same "
+                        "settings and weights generated (`.cache/eval_tinyworld/`; `--no-resume` regenerates them); "
+                        "generation times are that run's."]
     lines += [f"| {t['target']} | {t['threshold']} | {t['measured']:.4f} | {'met' if t['met'] else 'missed'} |"
               for t in tgts]
     for name in SETS:
