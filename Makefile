@@ -3,7 +3,7 @@
 #   make reproduce  create/reuse .venv, compute the result tables (make tables), then run every notebook top to
 #                   bottom in full mode (make notebooks); everything is written to results/
 #   make lab        JupyterLab on notebooks/
-#   make bench      Triton kernel benchmarks (needs a CUDA GPU)
+#   make bench      Triton kernel benchmarks (needs a CUDA GPU; the kernels are not written yet)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -70,6 +70,8 @@ lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/
 
 bench: $(STAMP)
+	@test -f kernels/bench.py || { echo "kernels/bench.py does not exist yet: the Triton kernels are not written" \
+	  "(README.md, Status)"; exit 1; }
 	$(PY) kernels/bench.py
 
 clean-venv:
