@@ -27,14 +27,19 @@ def set_seed(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def fast_mode(default: bool = False) -> bool:
-    """True when QSCHED_FAST=1 (CI and `make test`), False when QSCHED_FAST=0 (`make reproduce`)."""
-    value = os.environ.get("QSCHED_FAST")
+def env_switch(name: str, default: bool = False) -> bool:
+    """An on/off environment variable: '1' is on, '0' off, unset `default`; anything else is an error."""
+    value = os.environ.get(name)
     if value is None:
         return default
     if value not in ("0", "1"):
-        raise ValueError(f"QSCHED_FAST={value!r} must be '0' or '1'")
+        raise ValueError(f"{name}={value!r} must be '0' or '1'")
     return value == "1"
+
+
+def fast_mode(default: bool = False) -> bool:
+    """True when QSCHED_FAST=1 (CI and `make test`), False when QSCHED_FAST=0 (`make reproduce`)."""
+    return env_switch("QSCHED_FAST", default)
 
 
 def results_dir(*parts: str) -> Path:

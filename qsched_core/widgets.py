@@ -9,16 +9,14 @@ call and displays what `fn` returns. In JupyterLab (QSCHED_HEADLESS unset or 0) 
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
+
+from .utils import env_switch
 
 
 def headless() -> bool:
     """True when QSCHED_HEADLESS=1 (`make test`, `make notebooks`): no frontend will ever show a widget."""
-    value = os.environ.get("QSCHED_HEADLESS", "0")
-    if value not in ("0", "1"):
-        raise ValueError(f"QSCHED_HEADLESS={value!r} must be '0' or '1'")
-    return value == "1"
+    return env_switch("QSCHED_HEADLESS")
 
 
 def live(fn: Callable, /, **controls: Any) -> None:
