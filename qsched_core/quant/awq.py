@@ -43,7 +43,8 @@ NO_CLIP = ("to_q", "to_k", "q_proj", "k_proj")            # query / key projecti
 
 def _act(x: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
     if cfg.quantize_activations and cfg.a_granularity == "per_token":
-        return fake_quantize(x, cfg.a_bits, -1, cfg.a_symmetric, clip_ratio=cfg.a_clip_ratio)
+        return fake_quantize(x, cfg.a_bits, -1, cfg.a_symmetric, clip_ratio=cfg.a_clip_ratio,
+                             scale_rule=cfg.a_scale_rule)
     return x
 
 

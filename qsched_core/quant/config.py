@@ -3,10 +3,20 @@
 A config is a plain frozen dataclass; override a preset with `dataclasses.replace(cfg, w_bits=3)` or
 `QuantConfig.from_name("w4a8", w_group_size=64)`. 16 bits means "left in floating point".
 
-Presets follow the two papers this repo reproduces (see /work/shared/specs and the README):
-  - Q-Sched (qsched.md §3): W4A8 is the main setting (int4 symmetric weights in groups of 32 + int8
-    asymmetric per-token dynamic activations, torchao's `int8_dynamic_activation_int4_weight` defaults);
-    W8A8 uses per-channel int8 weights + symmetric per-token int8 activations; W4A4 per output row.
+Presets follow the two papers this repo reproduces (see the specs and the README):
+  - Q-Sched (qsched.md §3) ran torchao, and these presets compute what torchao computes (scale formula, code
+    range, reciprocal-scale rounding, zero points; tests/quant/test_quant_torchao.py checks them against the
+    published formulas written out in the test):
+      w4a8  = `int8_dynamic_activation_int4_weight()`: int4 symmetric weights in groups of 32,
+              s = max|w| / 7.5, codes -8..7; int8 asymmetric per-token dynamic activations;
+      w8a8  = `int8_dynamic_activation_int8_weight()`: int8 symmetric per-channel weights, s = max|w| / 127.5,
+              codes -128..127; int8 symmetric per-token activations in torchao's reduced range -127..127
+              (s = max|x| / 127, our "qmax" rule);
+      w4a4  = the paper's own per-row config on torchao's affine primitives: both sides s = max / 7.5.
+    The repo's earlier convention (s = max / 7, level -8 unused) stays available as `w_scale_rule="qmax"`;
+    on random layers it changes W4A8 outputs by about 10% relative (the step is 7% coarser, +max is exact).
+    One floor differs: torchao floors W8A8's activation scales at 1e-5, we floor every scale at float32
+    eps; only tokens whose max|x| is below 1.3e-3 are affected.
   - dLLM PTQ study (dllm_ptq.md §2.0, §5): weight-only W4A16 / W3A16 in groups of 128, asymmetric (the
     study's table; AWQ's final RTN is asymmetric), W8A16 per channel; W3A4 is an extra point for the
     bit-width sweep.
@@ -18,7 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from numbers import Integral
 
-from .primitives import MAX_BITS, MIN_BITS
+from .primitives import MAX_BITS, MIN_BITS, SCALE_RULES
 
 FLOAT_BITS = 16  # "no quantization" marker for w_bits / a_bits
 A_GRANULARITIES = ("per_token", "per_tensor")
@@ -43,6 +53,8 @@ class QuantConfig:
     a_granularity: str | None = "per_token"  # "per_token" (dynamic) | "per_tensor" (static, calibrated)
     w_clip_ratio: float = 1.0            # shrink the weight range before choosing scales (RTN default 1.0)
     a_clip_ratio: float = 1.0            # same for activations (QuaRot W4A4 uses 0.9, DuQuant 0.9)
+    w_scale_rule: str = "torchao"        # symmetric weight scale: "torchao" max/((qmax-qmin)/2) | "qmax" max/qmax
+    a_scale_rule: str = "torchao"        # same for symmetric activations (W8A8's are torchao's reduced-range "qmax")
 
     def __post_init__(self):
         _check_bits_field("w_bits", self.w_bits)
@@ -57,6 +69,10 @@ class QuantConfig:
         if self.a_granularity is None and self.a_bits != FLOAT_BITS:
             raise ValueError(f"a_bits={self.a_bits} needs a_granularity 'per_token' or 'per_tensor'; "
                              f"set a_bits=16 to leave activations in floating point")
+        for name in ("w_scale_rule", "a_scale_rule"):
+            if getattr(self, name) not in SCALE_RULES:
+                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; use 'torchao' (s = max / ((qmax - qmin)"
+                                 f" / 2), codes -8..7 for int4) or 'qmax' (s = max / qmax, QuaRot's convention)")
         for name in ("w_clip_ratio", "a_clip_ratio"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be in (0, 1]; 1.0 means no clipping")
@@ -73,7 +89,8 @@ class QuantConfig:
     def name(self) -> str:
         """Short tag such as 'w4a8-g32' or 'w8a8' (per-channel weights carry no '-g')."""
         group = f"-g{self.w_group_size}" if self.quantize_weights and self.w_group_size > 0 else ""
-        return f"w{self.w_bits}a{self.a_bits}{group}"
+        rule = "-qmax" if self.quantize_weights and self.w_symmetric and self.w_scale_rule == "qmax" else ""
+        return f"w{self.w_bits}a{self.a_bits}{group}{rule}"  # rule: so that from_name(cfg.name) == cfg
 
     def describe(self) -> str:
         """One line for tables and plot titles, e.g. 'W4A8: int4 sym weights g32 | int8 asym per-token acts'."""
@@ -95,6 +112,16 @@ class QuantConfig:
     def from_name(cls, name: str, **overrides) -> QuantConfig:
         """A preset by name (case-insensitive), optionally with some fields replaced."""
         key = name.lower() if isinstance(name, str) else name
+        tags: dict[str, list[str]] = {}  # a config's own tag names its preset: w4a8-g32 -> w4a8
+        for k, p in PRESETS.items():
+            tags.setdefault(cls(**p).name, []).append(k)
+        if key not in PRESETS and len(tags.get(key, [])) > 1:
+            raise ValueError(f"{name!r} is the tag of several presets {tags[key]}; pass one of those names")
+        key = key if key in PRESETS else tags.get(key, [key])[0]
+        unknown = set(overrides) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown QuantConfig fields {sorted(unknown)}; known: "
+                             f"{', '.join(cls.__dataclass_fields__)}")
         if key not in PRESETS:
             raise ValueError(f"unknown quantization preset {name!r}; known presets: {', '.join(PRESETS)}")
         return replace(cls(**PRESETS[key]), **overrides)
@@ -106,13 +133,16 @@ PRESETS: dict[str, dict] = {
     "w4a8": dict(w_bits=4, w_group_size=32, w_symmetric=True, a_bits=8, a_symmetric=False,
                  a_granularity="per_token"),
     "w8a8": dict(w_bits=8, w_group_size=-1, w_symmetric=True, a_bits=8, a_symmetric=True,
-                 a_granularity="per_token"),
+                 a_granularity="per_token", a_scale_rule="qmax"),
     "w4a4": dict(w_bits=4, w_group_size=-1, w_symmetric=True, a_bits=4, a_symmetric=True,
                  a_granularity="per_token"),
     # weight-only settings of the dLLM study (dllm_ptq.md §5)
     "w4a16-g128": dict(w_bits=4, w_group_size=128, w_symmetric=False, a_bits=16, a_granularity=None),
     "w3a16-g128": dict(w_bits=3, w_group_size=128, w_symmetric=False, a_bits=16, a_granularity=None),
     "w8a16": dict(w_bits=8, w_group_size=-1, w_symmetric=True, a_bits=16, a_granularity=None),
+    # the repo's earlier symmetric convention (s = max / qmax), kept to show what the torchao rule changed
+    "w4a8-qmax": dict(w_bits=4, w_group_size=32, w_symmetric=True, a_bits=8, a_symmetric=False,
+                      a_granularity="per_token", w_scale_rule="qmax"),
     # bit-width sweep point below W4A4
     "w3a4": dict(w_bits=3, w_group_size=-1, w_symmetric=True, a_bits=4, a_symmetric=True,
                  a_granularity="per_token"),

@@ -14,11 +14,19 @@ these functions as their reference.
 Notation: x is (..., K), K the last (input / feature) dimension; G the group size; B the bit-width;
 N the output features of a weight (N, K). Scales are float32 and zero points int32 whatever x's dtype.
 
-Conventions (the ones QuaRot and the Q-Sched / torchao code paths use):
-  symmetric   s = max|x| / (2^(B-1) - 1),        z = 0,               q in [-2^(B-1), 2^(B-1) - 1]
-  asymmetric  s = (max - min) / (2^B - 1),        z = round(-min / s), q in [0, 2^B - 1]
+Conventions. Codes are q = clamp(round(x * (1/s)) + z, qmin, qmax) (round half to even, multiplication by
+the reciprocal scale, as torchao's `quantize_affine` does), and x_hat = (q - z) * s. Scales:
+  symmetric, scale_rule="torchao" (default)  s = max|x| / ((qmax - qmin) / 2) = max|x| / 7.5 for int4,
+                                              z = 0, q in [-2^(B-1), 2^(B-1) - 1]: all 2^B levels used
+  symmetric, scale_rule="qmax"                s = max|x| / (2^(B-1) - 1) = max|x| / 7 for int4, z = 0: the
+                                              most negative level is never reached (QuaRot's convention,
+                                              and torchao's reduced-range [-127, 127] int8 activations)
+  asymmetric                                  s = (max - min) / (2^B - 1), z = round(-min / s), q in [0, 2^B - 1]
 with min <= 0 <= max forced, so 0.0 is always exactly representable (zero padding and ReLU zeros stay 0).
-The symmetric grid leaves its most negative level (-8 for int4) unused, so +max and -max are both exact.
+The "torchao" symmetric grid is 7% finer for int4 but clips the largest positive value by half a step
+(max|x| / s = 7.5 rounds to 8, clamped to 7); "qmax" keeps +max and -max exact. Asymmetric codes here are
+unsigned [0, 2^B - 1]; torchao stores the same int8 activations as signed [-128, 127] with z - 128, which
+dequantizes to the same values. Scales are floored at float32 eps (torchao's default `eps`).
 
 References: Jacob et al. 2018 (integer-arithmetic-only inference, the affine scheme);
 torchao `quantize_affine` (block-size view of granularity); Bengio et al. 2013 (straight-through estimator).
@@ -31,7 +39,8 @@ from numbers import Integral
 import torch
 
 MIN_BITS, MAX_BITS = 2, 8
-_EPS = 1e-12  # floor for scales, so an all-zero row quantizes to zeros instead of dividing by 0
+_EPS = float(torch.finfo(torch.float32).eps)  # scale floor (torchao's default eps): an all-zero row gives zeros
+SCALE_RULES = ("torchao", "qmax")  # symmetric scale conventions, see the module docstring
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -98,6 +107,14 @@ def check_tensor(x: torch.Tensor, name: str = "x") -> None:
                          f"values: fix the producer (or torch.nan_to_num) before quantizing")
 
 
+def check_scale_rule(scale_rule) -> str:
+    """scale_rule must be one of SCALE_RULES ("torchao": max / ((qmax - qmin) / 2); "qmax": max / qmax)."""
+    if scale_rule not in SCALE_RULES:
+        raise ValueError(f"scale_rule={scale_rule!r} is unknown; use 'torchao' (s = max / ((qmax - qmin) / 2), "
+                         f"the default) or 'qmax' (s = max / qmax, QuaRot's convention)")
+    return scale_rule
+
+
 def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
     """Integer range (qmin, qmax): [-2^(B-1), 2^(B-1)-1] if symmetric, else [0, 2^B - 1]."""
     bits = check_bits(bits)
@@ -126,7 +143,8 @@ def _reduce_minmax(x: torch.Tensor, group_size) -> tuple[torch.Tensor, torch.Ten
 
 def choose_qparams(x: torch.Tensor, bits: int, group_size: int | None = -1, symmetric: bool = True, *,
                    clip_ratio: float = 1.0, min_val: torch.Tensor | float | None = None,
-                   max_val: torch.Tensor | float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   max_val: torch.Tensor | float | None = None,
+                   scale_rule: str = "torchao") -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point for `x` (..., K) at `bits`, one pair per group picked by `group_size`.
 
     The one granularity knob, `group_size`, always groups along the last dim:
@@ -141,11 +159,14 @@ def choose_qparams(x: torch.Tensor, bits: int, group_size: int | None = -1, symm
     scale per vector along K. G must divide K; nothing is padded.
 
     Worked example, int4, values spanning [-3.5, 10.2]:
-      symmetric:  s = 10.2 / 7 = 1.457, z = 0. The grid [-8, 7] covers floats [-11.66, 10.2], but the data
-                  only reach q = round(-3.5 / 1.457) = -2, so just 10 of the 16 levels are used.
+      symmetric, torchao: s = 10.2 / 7.5 = 1.36, z = 0. The grid [-8, 7] covers floats [-10.88, 9.52]: 10.2
+                  itself lands on q = 7 (9.52, clipped by half a step), and the data only reach
+                  q = round(-3.5 / 1.36) = -3, so 11 of the 16 levels are used.
+      symmetric, qmax:    s = 10.2 / 7 = 1.457: 10.2 is exact, the step is 7% coarser, level -8 unused.
       asymmetric: s = 13.7 / 15 = 0.913, z = round(3.5 / 0.913) = 4. Codes [0, 15] cover [-3.65, 10.05]
-                  (the top is clipped by z's rounding): all 16 levels used, a 1.6x finer step.
+                  (the top is clipped by z's rounding): all 16 levels used, a 1.5x finer step.
     Symmetric needs no zero-point arithmetic in an integer GEMM, which is why weights usually use it.
+    `scale_rule` ("torchao" | "qmax") picks the symmetric scale; it is ignored when symmetric=False.
 
     clip_ratio in (0, 1] shrinks the range before the scale is computed (AWQ / DuQuant clip search).
     min_val / max_val replace the observed range (static calibration); they must broadcast to the scale.
@@ -156,6 +177,7 @@ def choose_qparams(x: torch.Tensor, bits: int, group_size: int | None = -1, symm
     check_group_size(group_size, x.shape[-1])
     if not 0.0 < clip_ratio <= 1.0:
         raise ValueError(f"clip_ratio={clip_ratio} must be in (0, 1]; 1.0 keeps the full min-max range")
+    check_scale_rule(scale_rule)
     lo, hi = _reduce_minmax(x.detach().float(), group_size)
     lo = lo if min_val is None else torch.as_tensor(min_val, dtype=torch.float32).expand_as(lo)
     hi = hi if max_val is None else torch.as_tensor(max_val, dtype=torch.float32).expand_as(hi)
@@ -165,7 +187,8 @@ def choose_qparams(x: torch.Tensor, bits: int, group_size: int | None = -1, symm
     lo, hi = lo.clamp(max=0) * clip_ratio, hi.clamp(min=0) * clip_ratio  # keep 0.0 representable
     qmin, qmax = qrange(bits, symmetric)
     if symmetric:
-        scale = (torch.maximum(-lo, hi) / qmax).clamp(min=_EPS)
+        levels = (qmax - qmin) / 2 if scale_rule == "torchao" else qmax  # 7.5 or 7 for int4
+        scale = (torch.maximum(-lo, hi) / levels).clamp(min=_EPS)
         return scale, torch.zeros_like(scale, dtype=torch.int32)
     scale = ((hi - lo) / (qmax - qmin)).clamp(min=_EPS)
     zero = torch.clamp(torch.round(-lo / scale), qmin, qmax).to(torch.int32)
@@ -186,7 +209,7 @@ def _codes(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, 
     qmin, qmax = qrange(bits, symmetric)
     n = _n_groups(scale, x.shape[-1])
     s, z = scale.reshape(*scale.shape[:-1], n, 1), zero.reshape(*zero.shape[:-1], n, 1)  # (..., n, 1)
-    q = round_ste(_grouped(x.float(), n) / s) + z  # (..., n, K // n)
+    q = round_ste(_grouped(x.float(), n) * (1.0 / s)) + z  # (..., n, K // n); reciprocal as torchao
     inside = (q >= qmin) & (q <= qmax)  # torch.clamp would zero the gradient at qmin / qmax themselves
     return torch.where(inside, q, q.detach().clamp(qmin, qmax)).reshape(x.shape)
 
@@ -208,7 +231,7 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torc
 
 
 def fake_quantize(x: torch.Tensor, bits: int, group_size: int | None = -1, symmetric: bool = True, *,
-                  clip_ratio: float = 1.0, min_val=None, max_val=None,
+                  clip_ratio: float = 1.0, min_val=None, max_val=None, scale_rule: str = "torchao",
                   qparams: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """dequantize(quantize(x)) in x's dtype, with a straight-through gradient.
 
@@ -218,7 +241,7 @@ def fake_quantize(x: torch.Tensor, bits: int, group_size: int | None = -1, symme
     """
     if qparams is None:
         qparams = choose_qparams(x, bits, group_size, symmetric, clip_ratio=clip_ratio,
-                                 min_val=min_val, max_val=max_val)
+                                 min_val=min_val, max_val=max_val, scale_rule=scale_rule)
     else:
         check_tensor(x)
     scale, zero = qparams

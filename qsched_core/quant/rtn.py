@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..progress import progress
 from .calib import InputGroup, InputStats, collect_inputs, find_input_groups
 from .config import QuantConfig
 from .methods import LayerReport, PTQReport, measure, model_outputs, relative_error
@@ -51,7 +52,8 @@ def search_clip(w: torch.Tensor, cfg: QuantConfig, ratios, group_err: Callable[[
     ratios are quantized together on an (R, N, K) stack, `chunk` at a time. group_err(w_hat (R, N, K)) ->
     (R, N, n_g) errors. Returns (scale, zero, best_ratio), all (N, n_g).
     """
-    s1, z1 = choose_qparams(w, cfg.w_bits, cfg.w_group_size, cfg.w_symmetric)  # (N, n_g) at r = 1
+    s1, z1 = choose_qparams(w, cfg.w_bits, cfg.w_group_size, cfg.w_symmetric,
+                            scale_rule=cfg.w_scale_rule)  # (N, n_g) at r = 1
     ratios = torch.as_tensor(list(ratios), dtype=torch.float32)
     errs = []
     for r in ratios.split(chunk):
@@ -77,7 +79,8 @@ def rtn_qparams(w: torch.Tensor, cfg: QuantConfig, mse_clip: bool = False):
     """(scale, zero) for W: min-max (with cfg.w_clip_ratio) or the MSE clip search."""
     if mse_clip:
         return mse_qparams(w, cfg)
-    return choose_qparams(w, cfg.w_bits, cfg.w_group_size, cfg.w_symmetric, clip_ratio=cfg.w_clip_ratio)
+    return choose_qparams(w, cfg.w_bits, cfg.w_group_size, cfg.w_symmetric, clip_ratio=cfg.w_clip_ratio,
+                          scale_rule=cfg.w_scale_rule)
 
 
 class ChannelScale(nn.Module):
@@ -207,7 +210,7 @@ def quantize_plans(model: nn.Module, cfg: QuantConfig, calib, plans: list[GroupP
                              f"check_tol={check_tol}: a fold does not hold for this model. The model was changed in "
                              f"place: start again from a fresh copy with fold=False (every scale online), or narrow "
                              f"filter_fn")
-    for p, st in zip(plans, stats):  # 4. quantize W' and report each layer next to plain RTN
+    for p, st in progress(list(zip(plans, stats)), desc=f"{method}: quantize"):  # 4. quantize W', report vs RTN
         x = st.x
         x_seen = x / p.s if p.folded else x  # what the new layer receives from its (folded) producer
         for n in p.group.consumers:

@@ -1,6 +1,8 @@
 """Quantization primitives: a naive per-element reference, invariants, properties and error messages."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -13,7 +15,7 @@ GRANULARITIES = [None, -1, 4]
 BITS = list(range(2, 9))
 
 
-def naive_quantize(x: torch.Tensor, bits: int, group_size, symmetric: bool):
+def naive_quantize(x: torch.Tensor, bits: int, group_size, symmetric: bool, scale_rule: str = "torchao"):
     """Reference: plain Python loops over rows, groups and elements, in float64."""
     rows = x.reshape(-1, x.shape[-1]).tolist()
     k = len(rows[0])
@@ -28,14 +30,16 @@ def naive_quantize(x: torch.Tensor, bits: int, group_size, symmetric: bool):
         lo, hi = min(min(vals), 0.0), max(max(vals), 0.0)
         if symmetric:
             qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-            s, z = max(max(-lo, hi) / qmax, 1e-12), 0
+            levels = (qmax - qmin) / 2 if scale_rule == "torchao" else qmax
+            # float32 like the library: under "torchao" -max / s = qmin - 0.5 is an exact tie (to even)
+            s, z = max(np.float32(max(-lo, hi)) / np.float32(levels), np.float32(1e-12)), 0
         else:
             qmin, qmax = 0, 2**bits - 1
             s = max((hi - lo) / qmax, 1e-12)
             z = min(max(round(-lo / s), qmin), qmax)
         for r, c in members:
-            q = min(max(round(rows[r][c] / s) + z, qmin), qmax)
-            codes[r][c], x_hat[r][c] = q, (q - z) * s
+            q = min(max(int(np.round(np.float32(rows[r][c]) * (np.float32(1) / np.float32(s)))) + z, qmin), qmax)
+            codes[r][c], x_hat[r][c] = q, (q - z) * float(s)
     return torch.tensor(codes).reshape(x.shape), torch.tensor(x_hat, dtype=torch.float64).reshape(x.shape)
 
 
@@ -44,14 +48,15 @@ def expand(scale: torch.Tensor, shape) -> torch.Tensor:
     return scale.repeat_interleave(shape[-1] // scale.shape[-1], dim=-1).expand(shape)
 
 
+@pytest.mark.parametrize("scale_rule", ["torchao", "qmax"])
 @pytest.mark.parametrize("group_size", GRANULARITIES, ids=["tensor", "channel", "group4"])
 @pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
 @pytest.mark.parametrize("bits", BITS)
-def test_matches_naive_loop(bits, symmetric, group_size):
+def test_matches_naive_loop(bits, symmetric, group_size, scale_rule):
     x = torch.randn(3, 8, generator=torch.Generator().manual_seed(bits)) * 2 + 0.3
-    scale, zero = choose_qparams(x, bits, group_size, symmetric)
+    scale, zero = choose_qparams(x, bits, group_size, symmetric, scale_rule=scale_rule)
     q = quantize(x, scale, zero, bits, symmetric)
-    q_ref, x_hat_ref = naive_quantize(x, bits, group_size, symmetric)
+    q_ref, x_hat_ref = naive_quantize(x, bits, group_size, symmetric, scale_rule)
     assert torch.equal(q.long(), q_ref), f"codes differ at {(q.long() != q_ref).nonzero().tolist()}"
     torch.testing.assert_close(dequantize(q, scale, zero).double(), x_hat_ref, rtol=1e-5, atol=1e-6)
 
@@ -81,9 +86,12 @@ def test_requantization_is_idempotent(symmetric):
     scale, zero = choose_qparams(x, 3, 16, symmetric)
     q = quantize(x, scale, zero, 3, symmetric)
     assert torch.equal(quantize(dequantize(q, scale, zero), scale, zero, 3, symmetric), q)
-    if symmetric:  # max |x| lands exactly on +-qmax * s, so even the scale is chosen again unchanged
+    if symmetric:  # under "qmax" max |x| lands exactly on +-qmax * s, so even the scale is chosen again
+        once = fake_quantize(x, 3, 16, True, scale_rule="qmax")
+        assert torch.equal(fake_quantize(once, 3, 16, True, scale_rule="qmax"), once)
+        # under "torchao" it does not: -max maps to qmin * s, so a second pass picks a larger scale
         once = fake_quantize(x, 3, 16, True)
-        assert torch.equal(fake_quantize(once, 3, 16, True), once)
+        assert not torch.equal(fake_quantize(once, 3, 16, True), once)
 
 
 @pytest.mark.parametrize("group_size", GRANULARITIES + [32], ids=["tensor", "channel", "group4", "group32"])
@@ -105,9 +113,12 @@ def test_worked_example_from_the_docstring():
     x = torch.tensor([[-3.5, 0.0, 2.0, 10.2]])
     s_sym, z_sym = choose_qparams(x, 4, -1, symmetric=True)
     s_asym, z_asym = choose_qparams(x, 4, -1, symmetric=False)
-    assert math.isclose(s_sym.item(), 10.2 / 7, rel_tol=1e-6) and z_sym.item() == 0
+    s_qmax, _ = choose_qparams(x, 4, -1, symmetric=True, scale_rule="qmax")
+    assert math.isclose(s_sym.item(), 10.2 / 7.5, rel_tol=1e-6) and z_sym.item() == 0
+    assert math.isclose(s_qmax.item(), 10.2 / 7, rel_tol=1e-6)
     assert math.isclose(s_asym.item(), 13.7 / 15, rel_tol=1e-6) and z_asym.item() == 4
-    assert quantize(x, s_sym, z_sym, 4, True).tolist() == [[-2, 0, 1, 7]]
+    assert quantize(x, s_sym, z_sym, 4, True).tolist() == [[-3, 0, 1, 7]]  # 10.2 / s = 7.5 -> clipped to 7
+    assert quantize(x, s_qmax, z_sym, 4, True).tolist() == [[-2, 0, 1, 7]]
     assert quant_error(x, 4, -1, False) < quant_error(x, 4, -1, True)
 
 
@@ -146,13 +157,23 @@ def test_round_ste_gradient_is_identity():
 
 def test_fake_quantize_straight_through_and_clipped_gradient():
     x = torch.randn(4, 32, generator=torch.Generator().manual_seed(5), requires_grad=True)
-    fake_quantize(x, 4, 8, True).sum().backward()
-    assert torch.equal(x.grad, torch.ones_like(x))  # nothing clipped: identity gradient
+    fake_quantize(x, 4, 8, True, scale_rule="qmax").sum().backward()
+    # "qmax": nothing clipped, identity gradient (up to (1 / s) * s rounding: codes use the reciprocal scale)
+    torch.testing.assert_close(x.grad, torch.ones_like(x), rtol=0, atol=1e-6)
+    x.grad = None
+    fake_quantize(x, 4, 8, True).sum().backward()  # "torchao": a group's positive max sits at 7.5 s, a tie
+    groups = x.detach().view(4, 4, 8)          # that float rounding sends to 7 (kept) or 8 (clipped to 7)
+    top = ((groups == groups.amax(-1, keepdim=True)) & (groups.amax(-1, keepdim=True) >= -groups.amin(-1, keepdim=True)))
+    top = top.view(4, 32)
+    ones = (x.grad - 1).abs() < 1e-6
+    assert bool(ones[~top].all()) and bool((ones[top] | (x.grad[top] == 0)).all())
     x.grad = None
     scale, _ = choose_qparams(x, 4, -1, True, clip_ratio=0.5)
     fake_quantize(x, 4, -1, True, clip_ratio=0.5).sum().backward()
-    clipped = (x.detach() / scale).round().abs() > 7
-    assert clipped.any() and torch.equal(x.grad, (~clipped).float())
+    q = (x.detach() * (1 / scale)).round()
+    clipped = (q < -8) | (q > 7)
+    assert clipped.any()
+    torch.testing.assert_close(x.grad, (~clipped).float(), rtol=0, atol=1e-6)
 
 
 def test_snr_db():
