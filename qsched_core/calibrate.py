@@ -21,12 +21,14 @@ import inspect
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from . import hub
+from .checks import check_number
 from .jaq import make_scorer
 from .quant import PRESETS, QuantConfig, quantize_
 from .sched import QSchedCoefficients, make_qsched_scheduler
@@ -132,6 +134,7 @@ class CalibrationConfig:
         if not (isinstance(self.threads, int) and self.threads >= 1):
             raise ValueError(f"threads={self.threads!r} must be an int >= 1 (this machine: {os.cpu_count()} cores)")
         self.search_config()  # validates steps, prompts, grid and gradient settings
+        check_number(self.k, "k", 0, hint="JAQ = TC + k * IQ, the paper uses k=2")
 
     def search_config(self) -> SearchConfig:
         spec = hub.pipeline_spec(self.pipeline)
@@ -179,7 +182,11 @@ def load_or_calibrate(cfg: CalibrationConfig, path, pipe=None, judge=None) -> Se
     ignore = ("threads", "progress")
     wanted = {k: v for k, v in asdict(cfg).items() if k not in ignore}
     if path is not None and Path(path).is_file():
-        saved = SearchResult.load(path)
+        try:
+            saved = SearchResult.load(path)
+        except ValueError as err:  # corrupt or stale: search again instead of failing
+            warnings.warn(f"not reusing {path}: {err}", stacklevel=2)
+            return calibrate(cfg, pipe=pipe, judge=judge)
         ran = {k: v for k, v in saved.metadata.get("calibration", {}).items() if k not in ignore}
         if ran == wanted:
             return saved

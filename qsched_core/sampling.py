@@ -26,6 +26,7 @@ import torch
 from diffusers import LCMScheduler, TCDScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
+from .checks import check_number
 from .sched import QSchedCoefficients, QSchedLCMScheduler, QSchedTCDScheduler
 
 FAMILIES = {"lcm": QSchedLCMScheduler, "tcd": QSchedTCDScheduler}
@@ -117,6 +118,8 @@ def sample_lcm(pipe, prompts: Sequence[str] | None = None, *, prompt_embeds: tor
         raise ValueError(f"output={output!r} must be 'images' or 'latents'")
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps={num_steps!r} must be an int >= 1")
+    check_number(guidance_scale, "guidance_scale", 0.0, hint="w + 1 as in diffusers; the tiny student uses 4.0")
+    check_number(eta, "eta", 0.0, 1.0, hint="TCD's gamma; 0 = deterministic")
     # 1. text condition (B, L, D)
     embeds = encode_prompts(pipe, prompts) if prompt_embeds is None else prompt_embeds
     batch = embeds.shape[0]

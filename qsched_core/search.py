@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checks import check_number
+from .utils import atomic_write_text
 from .sampling import encode_prompts, initial_latents, sample_lcm
 from .sched import QSchedCoefficients
 
@@ -63,6 +65,8 @@ class SearchConfig:
     progress: bool = True       # tqdm bars
 
     def __post_init__(self):
+        for name in ("grid_min", "grid_max", "eta", "grad_lr", "guidance_scale"):  # "0.8" or nan would fail later
+            check_number(getattr(self, name), name)
         for name in ("num_prompts", "grid_points", "num_steps", "batch_size", "coarse_points", "grad_steps"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -76,7 +80,11 @@ class SearchConfig:
             raise ValueError(f"scheduler_family={self.scheduler_family!r} must be 'lcm' or 'tcd'")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta={self.eta} must lie in [0, 1] (TCD's gamma; 0 = deterministic)")
-        if not 3 <= self.coarse_points <= self.grid_points:
+        if self.grid_points < 2:
+            raise ValueError(f"grid_points={self.grid_points} would evaluate grid_min alone; use >= 2 (2 = the two "
+                             "range ends, the paper uses 11)")
+        # coarse_points only matters to coarse_to_fine: a 2-point grid search must not fail on it
+        if not 3 <= self.coarse_points <= (self.grid_points if self.method == "coarse_to_fine" else math.inf):
             raise ValueError(f"coarse_points={self.coarse_points} must be in [3, grid_points={self.grid_points}] "
                              "(a 2-D quadratic needs at least a 3x3 grid)")
         if self.refine_rounds < 0 or self.seed < 0 or not (self.grad_lr > 0 and math.isfinite(self.grad_lr)):
@@ -135,7 +143,7 @@ class SearchResult:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.write_text(json.dumps({"schema": SCHEMA, "version": VERSION, **asdict(self)}, indent=1))
+        atomic_write_text(path, json.dumps({"schema": SCHEMA, "version": VERSION, **asdict(self)}, indent=1))
         return path
 
     @classmethod
@@ -143,7 +151,7 @@ class SearchResult:
         """Read a `save`d result and check it: schema, version, finite numbers, winner = argmax JAQ, edge flag."""
         try:
             raw = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not valid JSON ({err}); re-run the search to rewrite it") from err
         if not isinstance(raw, dict) or raw.get("schema") != SCHEMA or raw.get("version") != VERSION:
             found = (raw.get("schema"), raw.get("version")) if isinstance(raw, dict) else type(raw).__name__
@@ -153,8 +161,9 @@ class SearchResult:
         try:
             result = cls(**raw)
             SearchConfig(**result.config)
-        except TypeError as err:
-            raise ValueError(f"{path} does not match the SearchResult/SearchConfig fields: {err}") from err
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path} does not match the SearchResult/SearchConfig fields: {err}; re-run the "
+                             "search to rewrite it") from err
         _check_result(result, str(path))
         return result
 

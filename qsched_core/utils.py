@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ RESULTS_DIR = REPO_ROOT / "results"
 
 def set_seed(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a CPU `torch.Generator` seeded the same way."""
-    if not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r} must be a non-negative int")
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -51,3 +52,31 @@ def results_dir(*parts: str) -> Path:
     path = (RESULTS_DIR / "fast" if fast_mode() else RESULTS_DIR).joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w", **open_kwargs):
+    """Open a temporary file beside `path`, yield it, and rename it onto `path` only if the block finished.
+
+    An interrupted run (Ctrl-C, a killed job, a full disk) therefore leaves either the old file or none, never a
+    truncated one that a later run would load as a cache. Usage: `with atomic_write(p) as f: f.write(text)`;
+    binary writers (np.savez, torch.save) take `mode="wb"`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows when both live in one directory
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """`Path.write_text`, but atomic (see `atomic_write`)."""
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return Path(path)

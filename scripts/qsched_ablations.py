@@ -66,6 +66,13 @@ class AblationConfig:
         unknown = set(self.groups.split(",")) - set(GROUPS)
         if unknown:
             raise ValueError(f"groups={self.groups!r} has unknown {sorted(unknown)}; pick from {GROUPS}")
+        if self.threads < 1:
+            raise ValueError(f"threads={self.threads} must be >= 1")
+        for name in ("seeds", "calib_sizes", "grid_sizes"):  # comma-separated ints; int("x") would not name the flag
+            if not all(v.strip().isdigit() for v in getattr(self, name).split(",") if v.strip()):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be comma-separated ints >= 0, "
+                                 f"e.g. --{name.replace('_', '-')} 1,5,20")
+        self.eval_config(), ablation_settings(self)  # a bad count or preset fails now, before any model loads
 
     @classmethod
     def fast(cls) -> AblationConfig:

@@ -63,6 +63,11 @@ class MainConfig:
             raise ValueError(f"device={self.device!r} must be 'cpu' or 'cuda' (optionally 'cuda:1')")
         if self.threads < 1:
             raise ValueError(f"threads={self.threads} must be >= 1")
+        for name in ("seeds", "steps", "ptq_steps"):  # comma-separated ints; int("x") would not name the flag
+            if not all(v.strip().isdigit() for v in getattr(self, name).split(",") if v.strip()):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be comma-separated ints >= 0, "
+                                 f"e.g. --{name.replace('_', '-')} 2,4,8")
+        self.eval_config(), main_settings(self)  # a bad count, preset or PTQ method fails now, before any model loads
 
     @classmethod
     def fast(cls) -> MainConfig:

@@ -34,8 +34,11 @@ from qsched_core.calibrate import (
 )
 from qsched_core.jaq import make_scorer
 from qsched_core.metrics import machine_description
-from qsched_core.search import SearchResult
-from qsched_core.utils import results_dir
+from qsched_core.checks import check_int, check_number
+from qsched_core.quant import PRESETS
+from qsched_core.search import METHODS as SEARCH_METHODS
+from qsched_core.search import SearchConfig, SearchResult
+from qsched_core.utils import atomic_write_text, results_dir
 
 TARGET_GRID_S = 180.0       # 11x11 grid, 5 prompts, 4 steps
 TARGET_GAP_PCT, TARGET_NFE = 1.0, 0.10
@@ -59,6 +62,18 @@ class SweepConfig:
     notes: str = ""             # free text for the summary (e.g. runs that were stopped and why)
 
     def __post_init__(self):
+        # every bad value fails here, before minutes of sampling (SearchConfig checks the grid fields)
+        unknown = [p for p in self.presets.split(",") if p not in PRESETS] + \
+                  [m for m in self.methods.split(",") if m not in SEARCH_METHODS]
+        if unknown:
+            raise ValueError(f"unknown presets/methods {unknown}; presets: {', '.join(PRESETS)}; methods: "
+                             f"{', '.join(SEARCH_METHODS)} (comma-separated, no spaces)")
+        if not all(n.isdigit() and int(n) >= 1 for n in self.steps.split(",")):
+            raise ValueError(f"steps={self.steps!r} must be comma-separated ints >= 1, e.g. --steps 2,4,8")
+        SearchConfig(num_prompts=self.n_prompts, grid_points=self.grid_points, grid_min=self.grid_min,
+                     grid_max=self.grid_max, seed=self.seed)
+        check_number(self.k, "k", 0, hint="the paper uses k=2")
+        check_int(self.threads, "threads", 1), check_int(self.check_prompts, "check_prompts", 0)
         if "grid" not in self.methods.split(","):
             raise ValueError(f"methods={self.methods!r} must include 'grid': the others are compared against it")
         self.out_dir = self.out_dir or str(results_dir("qsched_search"))
@@ -78,9 +93,12 @@ def run_setting(cfg: SweepConfig, preset: str, steps: int, pipe, judge, log) -> 
     for method in cfg.methods.split(","):
         path = out / f"{run_name(preset, steps, method)}.json"
         if path.is_file():
-            results[method] = SearchResult.load(path)
-            log(f"{path.name}: reused")
-            continue
+            try:
+                results[method] = SearchResult.load(path)
+                log(f"{path.name}: reused")
+                continue
+            except ValueError as err:  # a corrupt or stale result is searched again, then overwritten
+                log(f"{path.name}: not reusable ({err}); searching again")
         ccfg = CalibrationConfig(preset=preset, steps=steps, method=method, n_prompts=cfg.n_prompts,
                                  grid_min=cfg.grid_min, grid_max=cfg.grid_max, grid_points=cfg.grid_points,
                                  k=cfg.k, seed=cfg.seed, threads=cfg.threads)
@@ -110,14 +128,17 @@ def run_setting(cfg: SweepConfig, preset: str, steps: int, pipe, judge, log) -> 
 
 
 def _fresh(cfg: SweepConfig, grid: SearchResult, pipe, judge, path: Path) -> dict:
-    if path.is_file():
-        check = json.loads(path.read_text())
-    else:
+    try:
+        check = json.loads(path.read_text()) if path.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        print(f"{path} is unreadable ({err}): recomputing the fresh check", flush=True)
+        check = None
+    if check is None:
         prompts = calibration_captions(cfg.n_prompts + cfg.check_prompts)[cfg.n_prompts:]
         wall0, cpu0 = time.perf_counter(), time.process_time()
         check = fresh_check(pipe, make_scorer("jaq", judge, k=cfg.k), grid, prompts, cfg.check_seed)
         check.update(prompts=prompts, wall_s=time.perf_counter() - wall0, cpu_s=time.process_time() - cpu0)
-        path.write_text(json.dumps(check, indent=1))
+        atomic_write_text(path, json.dumps(check, indent=1))
     return {"fresh_identity_jaq": check["identity"]["jaq"], "fresh_winner_jaq": check["winner"]["jaq"],
             "fresh_gain": check["gain"], "fresh_wall_s": check.get("wall_s", float("nan")),
             "fresh_cpu_s": check.get("cpu_s", float("nan"))}

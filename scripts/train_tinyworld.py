@@ -24,8 +24,21 @@ def main():
                            default=None)
     p.add_argument("--set", action="append", default=[], help="per-stage override, e.g. teacher.minutes=7")
     args = vars(p.parse_args())
+    args_set = list(args["set"])
     stages = args.pop("stages").split(",")
+    if any(st not in STAGES for st in stages):  # before the first stage trains, not after it
+        p.error(f"--stages {','.join(stages)!r} must be comma-separated names from {STAGES}")
     overrides = [s.split("=", 1) for s in args.pop("set")]
+    known = {f.name: type(f.default) for f in fields(TrainConfig)}
+    for item, pair in zip(args_set, overrides):  # check every --set before the first stage starts training
+        key = pair[0].split(".")
+        if len(pair) != 2 or len(key) != 2 or key[0] not in STAGES or key[1] not in known:
+            p.error(f"--set {item!r} must be <stage>.<field>=<value> with a stage of {STAGES} and a field of "
+                    f"{sorted(known)}, e.g. --set teacher.minutes=7")
+        try:
+            float(pair[1]) if known[key[1]] in (int, float, bool) else None
+        except ValueError:
+            p.error(f"--set {item!r}: {key[1]} needs a number, got {pair[1]!r}")
     for stage in stages:
         kw = {k: v for k, v in args.items() if v is not None}
         for key, val in overrides:

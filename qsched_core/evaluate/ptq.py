@@ -48,6 +48,21 @@ def calibration_calls(pipe, steps: int, guidance: float, n_prompts: int = PTQ_CA
                                                           generator=gen))
 
 
+def heldout_calls(pipe, steps: int, guidance: float, n_prompts: int = 8, seed: int = PTQ_CALIB_SEED) -> list:
+    """UNet calls on `n_prompts` calibration-split captions that `calibration_calls` does not use, with other
+    noise: the inputs the PTQ report measures its errors on (never the rows a method was calibrated on)."""
+    from ..sampling import sample_lcm
+    from ..tinyworld.world import calib_prompts
+
+    used = {s.caption for s in calib_prompts(PTQ_CALIB_PROMPTS, seed=seed)}
+    texts = [s.caption for s in calib_prompts(PTQ_CALIB_PROMPTS + 4 * n_prompts, seed=seed + 1000)
+             if s.caption not in used][:n_prompts]
+    gen = torch.Generator().manual_seed(seed + 1000)
+    with torch.no_grad():
+        return record_calls(pipe.unet, lambda: sample_lcm(pipe, texts, num_steps=steps, guidance_scale=guidance,
+                                                          generator=gen))
+
+
 def _timestep(args: tuple, kwargs: dict) -> int:
     t = args[1] if len(args) > 1 else kwargs["timestep"]
     return int(round(float(t.flatten()[0] if isinstance(t, torch.Tensor) else t)))
@@ -91,7 +106,8 @@ def add_ptqd_correction(unet: nn.Module, fit: dict[int, tuple[float, torch.Tenso
 
 def ptq_pipeline(pipe, preset: str, method: str, steps: int, guidance: float) -> tuple[object, dict]:
     """`pipe` with a copy of its UNet quantized by `method` at `preset`, calibrated at `steps` steps; plus a record
-    (packed size, calibration prompts and seconds, the method's mean per-layer error, PTQD's fitted k_t)."""
+    (packed size, calibration prompts and seconds, the method's errors on held-out calls next to RTN's and on the
+    calibration calls, the number of calibration tokens, PTQD's fitted k_t)."""
     check_ptq(method)
     cfg = QuantConfig.from_name(preset)
     t0 = time.perf_counter()
@@ -105,8 +121,13 @@ def ptq_pipeline(pipe, preset: str, method: str, steps: int, guidance: float) ->
             add_ptqd_correction(unet, fit)
             info["ptqd_k"] = {t: round(k, 5) for t, (k, _) in sorted(fit.items())}
     else:
-        unet, report = apply_ptq(unet, method, cfg, calls)
-        info.update(ptq_layer_error=report.mean_error(), ptq_layer_error_rtn=report.mean_error(rtn=True))
+        unet, report = apply_ptq(unet, method, cfg, calls, eval_batches=heldout_calls(pipe, steps, guidance))
+        h = report.heldout  # errors on held-out calls; the calibration-row errors flatter methods that fit them
+        info.update(ptq_calib_tokens=h["calib_tokens"], ptq_heldout_tokens=h["eval_tokens"],
+                    ptq_model_error=h["model_err"], ptq_model_error_rtn=h["model_err_rtn"],
+                    ptq_layer_error=sum(v["rel_err"] for v in h["layers"].values()) / len(h["layers"]),
+                    ptq_layer_error_rtn=sum(v["rel_err_rtn"] for v in h["layers"].values()) / len(h["layers"]),
+                    ptq_layer_error_calib=report.mean_error(), ptq_layer_error_calib_rtn=report.mean_error(rtn=True))
     info["ptq_s"] = time.perf_counter() - t0
     size = model_size_report(unet)
     return rebuild_pipeline(pipe, unet=unet.eval()), {"size_mb": size.quantized_bytes / 2**20,

@@ -30,6 +30,7 @@ model's output error over the calibration calls), `model_outputs`, and `quantize
 """
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import threading
@@ -41,7 +42,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..utils import atomic_write
 from .calib import run_calib
+from .qlinear import QuantLinear, is_linear, quantize_
 from .stats import capture_inputs
 
 METHODS = ("rtn", "gptq", "awq", "smoothquant", "quarot", "duquant")
@@ -66,6 +69,7 @@ class PTQReport:
     peak_mem_mb: float = 0.0
     fp_max_abs_diff: float | None = None
     notes: list[str] = field(default_factory=list)
+    heldout: dict | None = None   # apply_ptq(..., eval_batches=): errors on inputs not used for calibration
 
     def rows(self) -> list[dict]:
         """One dict per layer (info flattened), for a DataFrame or CSV."""
@@ -85,7 +89,7 @@ class PTQReport:
     def to_csv(self, path) -> Path:
         rows = self.rows()
         keys = list(dict.fromkeys(k for r in rows for k in r))
-        with open(path, "w", newline="") as f:
+        with atomic_write(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(rows)
@@ -96,6 +100,12 @@ class PTQReport:
         diff = "" if s["fp_max_abs_diff"] is None else f", transforms alone change FP by {s['fp_max_abs_diff']:.1e}"
         text = (f"{s['method']} {s['setting']}: {s['layers']} layers, mean layer error {s['mean_rel_err']:.4f} "
                 f"(RTN {s['mean_rel_err_rtn']:.4f}){diff}; {s['seconds']} s, +{s['peak_mem_mb']} MB peak RSS")
+        if self.heldout is not None:
+            h = self.heldout
+            mean = lambda key: sum(v[key] for v in h["layers"].values()) / max(len(h["layers"]), 1)  # noqa: E731
+            text += (f"\n  held-out ({h['eval_tokens']} rows; calibrated on {h['calib_tokens']} rows): model error "
+                     f"{h['model_err']:.4f} (RTN {h['model_err_rtn']:.4f}), mean layer output error "
+                     f"{mean('rel_err'):.4f} (RTN {mean('rel_err_rtn'):.4f})")
         return "\n".join([text] + [f"  note: {n}" for n in self.notes])
 
 
@@ -190,8 +200,55 @@ def _registry() -> dict:
                 quarot=quarot_quantize, duquant=duquant_quantize)
 
 
-def apply_ptq(model: nn.Module, method: str, cfg, calib_batches, **opts) -> tuple[nn.Module, PTQReport]:
-    """Quantize `model` in place with one of METHODS; opts go to that method (see its docstring)."""
+def apply_ptq(model: nn.Module, method: str, cfg, calib_batches, eval_batches=None,
+              **opts) -> tuple[nn.Module, PTQReport]:
+    """Quantize `model` in place with one of METHODS; opts go to that method (see its docstring).
+
+    eval_batches (same format as calib_batches, disjoint from them): measure the report on held-out inputs
+    too (`report.heldout`, see `heldout_errors`). Errors on the calibration rows flatter a method that fits
+    them (GPTQ with few calibration tokens can beat RTN there and lose to it on new inputs).
+    """
     if method not in METHODS:
         raise ValueError(f"unknown PTQ method {method!r}; choose one of {', '.join(METHODS)}")
-    return _registry()[method](model, cfg, calib_batches, **opts)
+    if eval_batches is None:
+        return _registry()[method](model, cfg, calib_batches, **opts)
+    if eval_batches is calib_batches:
+        raise ValueError("eval_batches is calib_batches; held-out errors need inputs the method did not see "
+                         "(e.g. other prompts, seeds or timesteps)")
+    fp = copy.deepcopy(model)
+    model, report = _registry()[method](model, cfg, calib_batches, **opts)
+    report.heldout = heldout_errors(fp, model, cfg, calib_batches, eval_batches,
+                                    opts.get("filter_fn", is_linear))
+    return model, report
+
+
+def _linear_outputs(model: nn.Module, names: list[str], batches) -> dict[str, torch.Tensor]:
+    """Every output row (T, N) of each named layer over all batches."""
+    outs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    handles = [model.get_submodule(n).register_forward_hook(
+        lambda m, a, o, n=n: outs[n].append(o.detach().float().reshape(-1, o.shape[-1]))) for n in names]
+    try:
+        run_calib(model, batches)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: torch.cat(v) for n, v in outs.items()}
+
+
+def heldout_errors(fp: nn.Module, model: nn.Module, cfg, calib_batches, eval_batches, filter_fn=None) -> dict:
+    """Errors of a quantized `model` (and of plain RTN on a copy of `fp`) on held-out `eval_batches`.
+
+    Per layer: ||Q_l(x_q) - L(x)|| / ||L(x)||, x and x_q the layer's inputs in the FP and the quantized model
+    on the same held-out calls: the error at the layer's output, upstream error included (a per-layer input
+    cannot be shared once a method folds scales into the layers before it). Per model: `output_error`.
+    Also the calibration size: how many input rows (tokens) the first quantized layer saw in calibration.
+    """
+    names = [n for n, m in model.named_modules() if isinstance(m, QuantLinear)]
+    rtn = quantize_(copy.deepcopy(fp), cfg, filter_fn=lambda m, n: n in set(names) and (filter_fn or is_linear)(m, n))
+    ref, out, out_rtn = (_linear_outputs(m, names, eval_batches) for m in (fp, model, rtn))
+    calib_rows = _linear_outputs(fp, names[:1], calib_batches)[names[0]].shape[0] if names else 0
+    layers = {n: {"rel_err": relative_error(out[n], ref[n]), "rel_err_rtn": relative_error(out_rtn[n], ref[n])}
+              for n in names}
+    return {"calib_tokens": calib_rows, "eval_tokens": ref[names[0]].shape[0] if names else 0,
+            "model_err": output_error(fp, model, eval_batches), "model_err_rtn": output_error(fp, rtn, eval_batches),
+            "layers": layers}

@@ -80,8 +80,9 @@ def _background(t: dict, gen: torch.Generator, yy, xx) -> torch.Tensor:
 
 def render(scenes: list[Scene], generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
     """Render scenes to images (B, 3, 64, 64) float32 in [0, 1]; jitter drawn from `generator`."""
-    if len(scenes) == 0:
-        raise ValueError("render() needs at least one scene")
+    if isinstance(scenes, str) or len(scenes) == 0:
+        raise ValueError(f"scenes={scenes!r}: render() needs at least one scene, as a list of Scene (parse a caption "
+                         "with world.parse_caption, and wrap a single scene: [scene])")
     gen = generator if generator is not None else torch.Generator(device=device).manual_seed(0)
     return render_attributes(scenes_to_tensors(scenes, device), gen)
 

@@ -149,8 +149,8 @@ def sample_scenes(n: int, split: str = "train", seed: int = 0, p_two: float = 0.
     """`n` scenes of one split, reproducible from `seed` (rejection sampling on the caption hash)."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r} must be one of {SPLITS}")
-    if n < 0:
-        raise ValueError(f"n={n} must be >= 0")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n={n!r} must be an int >= 0 (the number of scenes)")
     rng = random.Random(f"{split}-{seed}")
     out = []
     while len(out) < n:
@@ -166,6 +166,8 @@ def eval_prompts(n: int = 1000, seed: int = 0, held_out: bool = False) -> list[S
     By default only seen (colour, shape) combinations (unseen captions of familiar parts); `held_out=True` gives
     scenes with at least one held-out combination, reported separately as compositional generalisation.
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n={n!r} must be an int >= 0 (the number of evaluation prompts)")
     rng = random.Random(f"eval-{seed}-{held_out}")
     out = []
     while len(out) < n:
