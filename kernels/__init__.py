@@ -3,18 +3,35 @@
 `qsched_core` never imports Triton at module load: the layers pick a backend, "torch" (default, the reference
 path built on `qsched_core.quant` primitives) or "triton", and `BACKEND_OVERRIDE` lets tests force either.
 On a machine without a CUDA GPU, Triton kernels run only under `TRITON_INTERPRET=1` (slowly, for tests).
+
+Files (one per kernel, each = `*_kernel` + a checking launcher + a `*_ref` built on `qsched_core.quant`):
+  int4_pack.py   two int4 codes per byte (layout by worked example), Triton unpacker
+  w4a16_gemm.py  int4 weights x fp16/bf16 activations, fused dequantization, split-K GEMV path + tiled path
+  w8a8_gemm.py   int8 x int8 on the tensor cores, per-token x per-channel scale epilogue
+  w4a8_gemm.py   int4 weights x int8 activations, integer dot per group
+  act_quant.py   fused per-token dynamic int8 activation quantization
+  fwht.py        Hadamard transform (QuaRot's online rotation) as two small dots per row
+  linear.py      which QuantConfig runs on which kernel; QuantLinear's triton forward
+  bench.py       benchmarks vs cuBLAS and the copy bandwidth (`make bench`); report.py writes results/kernels.md
+This module imports nothing heavy: `kernel_mode` decides per call whether QuantLinear uses the kernels.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+from functools import lru_cache
 
 BACKEND_OVERRIDE: str | None = None  # "torch" | "triton" | None (auto)
 
 
+@lru_cache(maxsize=1)
+def _triton_importable() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def has_triton() -> bool:
     """True when triton is importable and can run: a CUDA GPU is present, or TRITON_INTERPRET=1 is set."""
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_importable():
         return False
     import torch
 
@@ -31,3 +48,12 @@ def pick_backend(requested: str = "auto") -> str:
     if choice == "auto":
         return "triton" if has_triton() and os.environ.get("TRITON_INTERPRET") != "1" else "torch"
     return choice
+
+
+def kernel_mode(requested: str, x) -> str | None:
+    """How QuantLinear should run input x: None (torch path), "try" (a kernel if one fits the config, else torch:
+    backend "auto" with a CUDA input) or "strict" (a kernel or a ValueError: backend "triton" was asked for)."""
+    choice = BACKEND_OVERRIDE or requested
+    if choice == "auto":
+        return "try" if x.is_cuda and pick_backend("auto") == "triton" else None
+    return "strict" if pick_backend(choice) == "triton" else None

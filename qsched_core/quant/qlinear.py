@@ -1,8 +1,9 @@
 """QuantLinear and the in-place layer swap `quantize_`: how a QuantConfig is applied to a model.
 
 QuantLinear is a thin shell: it holds integer weight codes, scales and zero points as buffers and calls the
-primitives in `forward`. The matmul is simulated (float32 on dequantized weights and fake-quantized
-activations), which measures accuracy exactly and speeds nothing up; `kernels/` has the integer GEMMs.
+primitives in `forward`. The torch matmul is simulated (float32 on dequantized weights and fake-quantized
+activations), which measures accuracy exactly and speeds nothing up; with `backend` "auto" or "triton", fp16 / bf16
+CUDA inputs run on the packed low-bit Triton kernels instead (`kernels/linear.py`), equal within a stated tolerance.
 
 Later PTQ methods plug in at two points and need nothing else from this file:
   - `QuantLinear.from_linear(linear, cfg, weight=W', scale=s, zero=z)`: GPTQ / AWQ hand over an updated
@@ -27,8 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from kernels import kernel_mode
+
+from ..checks import check_scale_floor
 from .config import QuantConfig
-from .primitives import check_tensor, choose_qparams, dequantize, fake_quantize, quantize
+from .primitives import _EPS, check_tensor, choose_qparams, dequantize, fake_quantize, quantize
 
 FP16_BYTES = 2
 
@@ -49,7 +53,9 @@ class QuantLinear(nn.Module):
       bias:      (N,) float or None, kept in floating point
       act_scale, act_zero: (1,) float32 / int32 static per-tensor activation qparams, set by
                  `calibrate_activations`; None for dynamic per-token activations
-    Attributes: cfg (QuantConfig), act_transform (nn.Module or None, applied to x before quantizing).
+    Attributes: cfg (QuantConfig), act_transform (nn.Module or None, applied to x before quantizing),
+    backend ("auto" | "torch" | "triton"): "auto" runs fp16/bf16 CUDA inputs on the Triton kernels when one fits
+    the config (kernels/linear.py) and everything else on the fake-quant torch path, the reference.
     """
 
     def __init__(self, in_features: int, out_features: int, cfg: QuantConfig, bias: bool = True):
@@ -60,6 +66,7 @@ class QuantLinear(nn.Module):
             self.register_buffer(name, None)
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
         self._observed: tuple[float, float] | None = None  # running (min, max) of x while calibrating
+        self.backend = "auto"  # "auto" (kernels for fp16/bf16 CUDA inputs) | "torch" | "triton": kernels/linear.py
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, cfg: QuantConfig, *, weight: torch.Tensor | None = None,
@@ -84,7 +91,7 @@ class QuantLinear(nn.Module):
             return layer.to(w.device)
         if scale is None:
             scale, zero = choose_qparams(w, cfg.w_bits, cfg.w_group_size, cfg.w_symmetric,
-                                         clip_ratio=cfg.w_clip_ratio)
+                                         clip_ratio=cfg.w_clip_ratio, scale_rule=cfg.w_scale_rule)
         elif scale.ndim != 2 or scale.shape[0] != linear.out_features:
             raise ValueError(f"scale shape {tuple(scale.shape)} must be (out_features, n_groups) with "
                              f"out_features={linear.out_features}; use choose_qparams(weight, ...)")
@@ -92,6 +99,7 @@ class QuantLinear(nn.Module):
             if not cfg.w_symmetric:
                 raise ValueError("asymmetric weights need `zero` with `scale`; pass both from choose_qparams")
             zero = torch.zeros_like(scale, dtype=torch.int32)
+        check_scale_floor(w, scale, _EPS)  # a tiny non-zero row would otherwise quantize to 0 silently
         # codes are recomputed from (w, scale, zero): for a w that is already on that grid (GPTQ's output)
         # this reproduces the caller's codes exactly
         layer.qweight = quantize(w, scale, zero, cfg.w_bits, cfg.w_symmetric)
@@ -112,20 +120,33 @@ class QuantLinear(nn.Module):
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """Fake-quantize the activation per cfg: dynamic per-token, or static per-tensor with stored qparams."""
         cfg = self.cfg
+        if x.numel() == 0:  # an empty (0, K) batch has nothing to quantize; nn.Linear accepts it too
+            return x
         if not cfg.quantize_activations or self._observed is not None:  # calibration sees float inputs
             return x
         if cfg.a_granularity == "per_token":
-            return fake_quantize(x, cfg.a_bits, -1, cfg.a_symmetric, clip_ratio=cfg.a_clip_ratio)
+            return fake_quantize(x, cfg.a_bits, -1, cfg.a_symmetric, clip_ratio=cfg.a_clip_ratio,
+                                 scale_rule=cfg.a_scale_rule)
         if self.act_scale is None:
             raise ValueError(f"{self.extra_repr()}: static per-tensor activations have no calibrated scale; "
                              f"run `with calibrate_activations(model): model(batch)` first")
         return fake_quantize(x, cfg.a_bits, None, cfg.a_symmetric, qparams=(self.act_scale, self.act_zero))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1:] != (self.in_features,):
+            raise ValueError(f"input of shape {tuple(x.shape)} must end in in_features={self.in_features} "
+                             f"({self.extra_repr()}); it reached the wrong layer or needs a reshape")
         if self.act_transform is not None:
             x = self.act_transform(x)  # smoothing / rotation hook, (..., K) -> (..., K)
         if self._observed is not None:
             self._observe(x)
+        mode = None if self.weight_fp is not None else kernel_mode(getattr(self, "backend", "auto"), x)
+        if mode is not None:  # real low-bit execution; the lines below are the fake-quant reference
+            from kernels.linear import quant_linear_forward  # imports Triton, so only when asked for
+
+            y = quant_linear_forward(self, x, strict=mode == "strict")
+            if y is not None:
+                return y
         x = self.quantize_input(x)
         w = self.dequantized_weight().to(x.dtype)  # simulated: float matmul on the dequantized grid values
         return F.linear(x, w, None if self.bias is None else self.bias.to(x.dtype))
@@ -163,7 +184,8 @@ def calibrate_activations(model: nn.Module):
                              f"run the model on a batch inside the `with` block")
         dummy = torch.zeros(1)  # only its shape matters once min/max are given
         m.act_scale, m.act_zero = choose_qparams(dummy, m.cfg.a_bits, None, m.cfg.a_symmetric,
-                                                 clip_ratio=m.cfg.a_clip_ratio, min_val=lo, max_val=hi)
+                                                 clip_ratio=m.cfg.a_clip_ratio, min_val=lo, max_val=hi,
+                                                 scale_rule=m.cfg.a_scale_rule)
 
 
 def quantize_(model: nn.Module, cfg: QuantConfig,
@@ -174,6 +196,9 @@ def quantize_(model: nn.Module, cfg: QuantConfig,
     """
     # collect first, swap after: replacing children while named_modules() iterates would skip some
     targets = [(fqn, m) for fqn, m in model.named_modules() if fqn and filter_fn(m, fqn)]
+    if not targets and any(isinstance(m, QuantLinear) for m in model.modules()):
+        raise ValueError(f"quantize_ found no nn.Linear left to swap: the model is already quantized "
+                         f"({model_size_report(model).cfg_name}); quantize a fresh copy of the float model")
     if isinstance(model, nn.Linear) or not targets:
         n_lin = sum(isinstance(m, nn.Linear) for m in model.modules())
         raise ValueError(f"quantize_ matched no layer to swap ({n_lin} nn.Linear in the model"

@@ -1,0 +1,105 @@
+"""Helpers shared by the kernel files: argument checks with actionable errors, and two tiny @triton.jit helpers.
+
+Why a shared file: every launcher checks the same things (device, dtype, contiguity, shapes), and every kernel that
+rounds must round exactly like `torch.round` (half to even) so that its integer codes equal the ones
+`qsched_core.quant.quantize` produces. Triton has no portable rint (libdevice's is missing under TRITON_INTERPRET=1),
+so `round_half_even` builds it from floor.
+
+Under TRITON_INTERPRET=1 (CPU tests) `tl.dot` on bf16 gives wrong answers, so float dots run in fp32 there
+(`float_dot_dtype`); on a GPU they run in the activation dtype with fp32 accumulation.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+FLOAT_ACTS = (torch.float16, torch.bfloat16)
+PACK_BLOCK = 64  # int4 packing block along K (see int4_pack.py); also the K step of the int4 GEMMs
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run in the CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def autotune_enabled() -> bool:
+    """Autotuning runs on a GPU unless QSCHED_AUTOTUNE=0 (tests: one compile per variant instead of one per config)."""
+    return not interpreting() and os.environ.get("QSCHED_AUTOTUNE", "1") != "0"
+
+
+def launch(kernel, tuned, grid, args, meta, config=None, interp_config=None) -> None:
+    """Run `tuned` (an autotuner over `kernel`) or, with a fixed config, `kernel` itself.
+
+    `grid` maps a config's kwargs to the launch grid. The config is `config` if given, else (no autotuning)
+    `interp_config` under the interpreter or the first autotune config on a GPU.
+    """
+    if config is None and autotune_enabled():
+        tuned()[grid](*args, **meta)
+        return
+    cfg = config or (interp_config if interpreting() and interp_config is not None else tuned().configs[0])
+    opts = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    kernel[grid(cfg.kwargs)](*args, **meta, **cfg.kwargs, **opts)
+
+
+def float_dot_dtype(dtype: torch.dtype):
+    """The tl dtype float tiles are cast to before tl.dot: the activation dtype on a GPU, fp32 in the interpreter."""
+    if interpreting():
+        return tl.float32
+    return {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[dtype]
+
+
+def check_device(**tensors) -> None:
+    """Every tensor on one CUDA device, or on the CPU under TRITON_INTERPRET=1."""
+    devices = {t.device for t in tensors.values() if t is not None}
+    if len(devices) > 1:
+        raise ValueError(f"tensors are on different devices {sorted(map(str, devices))}; move them to one device")
+    dev = devices.pop()
+    if dev.type != "cuda" and not interpreting():
+        raise ValueError(f"Triton kernels run on a CUDA GPU, the tensors are on {dev}; move them with .cuda(), "
+                         f"or set TRITON_INTERPRET=1 to run the (slow) CPU interpreter")
+
+
+def check_dtype(t: torch.Tensor, name: str, allowed: tuple[torch.dtype, ...]) -> None:
+    if t.dtype not in allowed:
+        raise ValueError(f"{name} has dtype {t.dtype}; expected one of {[str(d) for d in allowed]}")
+
+
+def check_shape(t: torch.Tensor, name: str, shape: tuple[int, ...], hint: str = "") -> None:
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {tuple(shape)}{'; ' + hint if hint else ''}")
+
+
+def check_contiguous(**tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and not t.is_contiguous():
+            raise ValueError(f"{name} must be contiguous (stride {t.stride()}); pass {name}.contiguous()")
+
+
+def check_group_size_int4(group_size: int, k: int) -> int:
+    """The int4 GEMMs support G = 32, any multiple of 64, or -1 (per channel); returns the kernel's GROUP."""
+    if group_size == -1:
+        return 1 << 30  # one group spans all of K: every block reads scale column 0
+    if not isinstance(group_size, int) or group_size <= 0 or (group_size != 32 and group_size % PACK_BLOCK):
+        raise ValueError(f"group_size={group_size!r} is not supported by the int4 kernels; use 32, a multiple of "
+                         f"64 (64, 128, ...) or -1 for per-channel scales")
+    if k % group_size:
+        raise ValueError(f"group_size={group_size} must divide K={k}")
+    return group_size
+
+
+def flatten_rows(x: torch.Tensor) -> torch.Tensor:
+    """(..., K) -> (M, K) without a copy when possible; the kernels need unit stride along K."""
+    x2 = x.reshape(-1, x.shape[-1])
+    return x2 if x2.stride(-1) == 1 else x2.contiguous()
+
+
+@triton.jit
+def round_half_even(v):
+    """torch.round for fp32 |v| < 2^22: floor(v + 0.5), moved down by one on an exact tie with an odd result."""
+    r = tl.floor(v + 0.5)
+    tie = (r - v) == 0.5
+    odd = (r - 2.0 * tl.floor(r * 0.5)) != 0.0
+    return tl.where(tie & odd, r - 1.0, r)

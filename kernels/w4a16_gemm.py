@@ -1,0 +1,192 @@
+"""W4A16 GEMM: y = x @ dequantize(W)^T with packed int4 weights, group-wise scales (and zeros), fp16/bf16 x.
+
+Why fuse the dequantization: at small M (decoding, batch-1 denoising) a linear layer is a stream over its weight
+bytes, each used M times; the time is bytes / bandwidth. Reading 4-bit codes instead of fp16 moves ~3.9x fewer
+bytes, but only if the fp16 weight never exists in memory: dequantizing first (torch: `dequantize` then F.linear)
+writes and re-reads the full fp16 weight and is slower than plain fp16. Here each tile is unpacked in registers
+right before `tl.dot`.
+
+Two paths share one kernel:
+  - GEMV path (M <= 16): BLOCK_M = 16 and split-K. With N / BLOCK_N tiles alone, a 4096-wide layer gives ~64-128
+    programs, too few bytes in flight to fill HBM; SPLIT_K programs each take a slice of K and add their partial
+    sums into the (zeroed) output with atomics.
+  - tiled path (M > 16): classic output tiles, SPLIT_K = 1, like the Triton matmul tutorial.
+The K loop steps NB 64-column packing blocks at a time (layout in int4_pack.py): one dot on the low-nibble planes
+(columns 0..31 of each block), one on the high planes (32..63). Each tile is dequantized in registers,
+(q - z) * s rounded to x's dtype exactly as the torch path rounds its dequantized weight, and accumulated in place
+in fp32. A tile never straddles two groups (NB = 1, or 64 NB <= G), so each plane needs one scale vector.
+
+What we tried first: multiplying each plane's dot result by its scale (exact integer dots) instead of scaling the
+weights. It is more exact but keeps three (BLOCK_M, BLOCK_N) fp32 tiles live, spilled registers at large tiles and
+ran 6x slower than cuBLAS at M = 4096; one 32-column plane per iteration also left too few bytes in flight at M = 1.
+
+Notation: M tokens, K input features, N output features, G group size (32, multiples of 64, or -1 = per channel),
+B = 4 bits. x (M, K) fp16/bf16; qweight (N, Kp // 2) uint8; scales (N, K // G) fp16; zeros (N, K // G) uint8
+(nibble domain) or None for symmetric codes; y (M, N) in x's dtype.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from qsched_core.quant.primitives import dequantize
+
+from ._common import (FLOAT_ACTS, check_contiguous, check_device, check_dtype, check_group_size_int4, check_shape,
+                      flatten_rows, float_dot_dtype, launch)
+from .int4_pack import HALF, padded_k, unpack_int4_ref
+
+GEMV_MAX_M = 16
+
+
+def get_autotune_configs(gemv: bool) -> list[triton.Config]:
+    """Small lists on purpose: each config is one compile (~1 s) and one timing per new (N, K, M bucket) on the GPU.
+
+    NB = packing blocks per loop iteration (BLOCK_K = 64 NB columns): more bytes in flight per iteration. A tile
+    must not straddle two groups, so configs with 64 NB > G are dropped for that G (see `_configs_for`).
+    """
+    if gemv:
+        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": bn, "SPLIT_K": sk, "NB": nb}, num_warps=w, num_stages=st)
+                for bn, sk, nb, w, st in [(64, 4, 1, 4, 4), (64, 8, 2, 4, 4), (128, 8, 2, 4, 3), (64, 4, 4, 4, 3),
+                                          (128, 4, 4, 8, 3), (32, 16, 2, 4, 4), (64, 16, 1, 4, 4)]]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": 1, "NB": nb}, num_warps=w, num_stages=st)
+            for bm, bn, nb, w, st in [(64, 128, 1, 4, 4), (128, 128, 2, 8, 3), (128, 256, 1, 8, 3), (64, 64, 2, 4, 4)]]
+
+
+def _configs_for(gemv: bool, group: int) -> list[triton.Config]:
+    return [c for c in get_autotune_configs(gemv) if c.kwargs["NB"] == 1 or 64 * c.kwargs["NB"] <= group]
+
+
+@triton.jit(do_not_specialize=["M", "M_BUCKET"])  # one compile for every M
+def w4a16_gemm_kernel(
+    # pointers
+    x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr,
+    # sizes (M_BUCKET = next power of two of M, only an autotuning key)
+    M, N, K, M_BUCKET,
+    # strides (unit stride along K / N is required by the launcher)
+    stride_xm, stride_wn, stride_sn, stride_ym,
+    # meta-parameters
+    GROUP: tl.constexpr, HAS_ZEROS: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    HALF_BLOCK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr,
+    NB: tl.constexpr,
+):
+    pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    i = tl.arange(0, NB * HALF_BLOCK)  # byte of the tile; its low nibble is column 64 (i // 32) + i % 32 of the tile
+    col = (i // HALF_BLOCK) * 2 * HALF_BLOCK + i % HALF_BLOCK
+    mask_m, mask_n = offs_m < M, offs_n < N
+    # this program's slice of the K tiles (a tile = NB packing blocks = 64 NB columns)
+    n_tiles = tl.cdiv(K, 2 * HALF_BLOCK * NB)
+    per_split = tl.cdiv(n_tiles, SPLIT_K)
+    tile_end = tl.minimum((pid_k + 1) * per_split, n_tiles)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for tile in range(pid_k * per_split, tile_end):
+        k0 = tile * 2 * HALF_BLOCK * NB  # first column of the tile
+        k_lo = k0 + col  # (NB * 32,) columns of the low nibbles; high nibbles are k_lo + 32
+        k_hi = k_lo + HALF_BLOCK
+        w = tl.load(w_ptr + offs_n[None, :] * stride_wn + (tile * HALF_BLOCK * NB + i)[:, None],
+                    mask=mask_n[None, :] & (k_lo[:, None] < K), other=0)  # (NB * 32, BLOCK_N) uint8
+        x_lo = tl.load(x_ptr + offs_m[:, None] * stride_xm + k_lo[None, :],
+                       mask=mask_m[:, None] & (k_lo[None, :] < K), other=0.0)  # (BLOCK_M, NB * 32)
+        x_hi = tl.load(x_ptr + offs_m[:, None] * stride_xm + k_hi[None, :],
+                       mask=mask_m[:, None] & (k_hi[None, :] < K), other=0.0)
+        # one group per plane: NB = 1 (each 32-column plane lies in one group, G >= 32), or 64 NB <= G
+        g_lo, g_hi = k0 // GROUP, (k0 + HALF_BLOCK) // GROUP
+        s_lo = tl.load(s_ptr + offs_n * stride_sn + g_lo, mask=mask_n, other=0.0).to(tl.float32)
+        s_hi = tl.load(s_ptr + offs_n * stride_sn + g_hi, mask=mask_n & (k0 + HALF_BLOCK < K), other=0.0)
+        u_lo, u_hi = (w & 0xF).to(tl.int32), (w >> 4).to(tl.int32)
+        if HAS_ZEROS:
+            z_lo = tl.load(z_ptr + offs_n * stride_sn + g_lo, mask=mask_n, other=0).to(tl.int32)
+            z_hi = tl.load(z_ptr + offs_n * stride_sn + g_hi, mask=mask_n & (k0 + HALF_BLOCK < K), other=0)
+            u_lo, u_hi = u_lo - z_lo[None, :], u_hi - z_hi.to(tl.int32)[None, :]
+        else:
+            u_lo, u_hi = u_lo - 8, u_hi - 8  # symmetric codes were stored as q + 8
+        # dequantize in registers: (q - z) * s, rounded to x's dtype like the torch path's weight
+        w_lo = (u_lo.to(tl.float32) * s_lo[None, :]).to(DOT_DTYPE)
+        w_hi = (u_hi.to(tl.float32) * s_hi.to(tl.float32)[None, :]).to(DOT_DTYPE)
+        acc = tl.dot(x_lo.to(DOT_DTYPE), w_lo, acc)  # (BLOCK_M, BLOCK_N) fp32, accumulated in place
+        acc = tl.dot(x_hi.to(DOT_DTYPE), w_hi, acc)
+    if HAS_BIAS:  # only the first K slice adds the bias
+        bias = tl.load(b_ptr + offs_n, mask=mask_n & (pid_k == 0), other=0.0).to(tl.float32)
+        acc += bias[None, :]
+    y_ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :]
+    mask = mask_m[:, None] & mask_n[None, :]
+    if SPLIT_K == 1:
+        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+    else:
+        tl.atomic_add(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+_tuned: dict[tuple, object] = {}
+
+
+def _kernel(gemv: bool, group: int):
+    """The autotuned kernel for one path and group size (configs whose tile would straddle two groups removed)."""
+    key = (gemv, min(group, 256))
+    if key not in _tuned:
+        _tuned[key] = triton.autotune(_configs_for(gemv, group), key=["N", "K", "M_BUCKET"], warmup=5, rep=20,
+                                      reset_to_zero=["y_ptr"] if gemv else None)(w4a16_gemm_kernel)
+    return _tuned[key]
+
+
+def check_w4_args(x, qweight, scales, zeros, group_size, bias, x_dtypes):
+    """Shared by the W4A16 and W4A8 launchers: dtypes, devices, shapes; returns (K, N, GROUP)."""
+    check_device(x=x, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
+    check_dtype(x, "x", x_dtypes)
+    check_dtype(qweight, "qweight", (torch.uint8,))
+    check_dtype(scales, "scales", (torch.float16, torch.float32))
+    check_contiguous(qweight=qweight, scales=scales, zeros=zeros, bias=bias)
+    k, n = x.shape[-1], qweight.shape[0]
+    check_shape(qweight, "qweight", (n, padded_k(k) // 2), f"x has K={k}; pack the (N, K) codes with pack_int4")
+    group = check_group_size_int4(group_size, k)
+    n_groups = 1 if group_size == -1 else k // group_size
+    check_shape(scales, "scales", (n, n_groups), f"one scale per output row and group of {group_size}")
+    if zeros is not None:
+        check_dtype(zeros, "zeros", (torch.uint8,))
+        check_shape(zeros, "zeros", (n, n_groups), "zeros are shaped like scales")
+    if bias is not None:
+        check_shape(bias, "bias", (n,))
+    return k, n, group
+
+
+def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
+               group_size: int = 128, bias: torch.Tensor | None = None,
+               config: triton.Config | None = None) -> torch.Tensor:
+    """y = x @ W^T (+ bias) with W = (codes - zero) * scale from `pack_int4_weight`; x (..., K) fp16/bf16.
+
+    `config` forces one kernel configuration (tests, benchmarks); by default the GPU autotunes.
+    """
+    k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
+    x2 = flatten_rows(x)  # (..., K) -> (M, K)
+    m = x2.shape[0]
+    gemv = m <= GEMV_MAX_M
+    if config is not None and config.kwargs["NB"] > 1 and 64 * config.kwargs["NB"] > group:
+        raise ValueError(f"config NB={config.kwargs['NB']} spans {64 * config.kwargs['NB']} columns, more than one "
+                         f"group of {group_size}; use NB = 1")
+    split = (config.kwargs["SPLIT_K"] if config is not None else (2 if gemv else 1)) > 1
+    # split-K adds partial sums into a zeroed output with atomics: fp16 natively, bf16 through an fp32 buffer
+    acc_dtype = torch.float32 if split and x.dtype == torch.bfloat16 else x.dtype
+    y = (torch.zeros if split else torch.empty)(m, n, dtype=acc_dtype, device=x.device)
+    args = (x2, qweight, scales, zeros if zeros is not None else scales, bias if bias is not None else scales, y,
+            m, n, k, min(triton.next_power_of_2(m), 4096), x2.stride(0), qweight.stride(0), scales.stride(0),
+            y.stride(0))
+    meta = dict(GROUP=group, HAS_ZEROS=zeros is not None, HAS_BIAS=bias is not None,
+                DOT_DTYPE=float_dot_dtype(x.dtype), HALF_BLOCK=HALF)
+    grid = lambda c: (triton.cdiv(m, c["BLOCK_M"]), triton.cdiv(n, c["BLOCK_N"]), c["SPLIT_K"])
+    interp = get_autotune_configs(gemv)[0] if gemv else triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "SPLIT_K": 1,
+                                                                         "NB": 1})
+    launch(w4a16_gemm_kernel, lambda: _kernel(gemv, group), grid, args, meta, config, interp)
+    return y.to(x.dtype).reshape(*x.shape[:-1], n)
+
+
+def w4a16_gemm_ref(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
+                   group_size: int = 128, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ dequantize(unpack(qweight))^T in fp32, cast to x's dtype: the library is the reference."""
+    k = x.shape[-1]
+    symmetric = zeros is None
+    q = unpack_int4_ref(qweight, k, symmetric)  # (N, K) codes as `quantize` returns them
+    zero = torch.zeros_like(scales, dtype=torch.int32) if symmetric else zeros.to(torch.int32)
+    w = dequantize(q, scales.float(), zero)  # (N, K) fp32; per-channel scales (N, 1) broadcast over K
+    y = x.float() @ w.T
+    return (y if bias is None else y + bias.float()).to(x.dtype)

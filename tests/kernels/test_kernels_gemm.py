@@ -1,0 +1,162 @@
+"""W4A16, W8A8 and W4A8 GEMMs against their `*_ref` (x @ dequantize(W)^T with the library's primitives).
+
+CPU (TRITON_INTERPRET=1): small shapes, every M of the issue on one shape, every group size and dtype on a few.
+GPU (`gpu` marker): the full product of shapes x group sizes x dtypes x M, plus every autotune config once.
+Shapes include K and N that are not multiples of the block sizes (K = 96, 200; N = 33, 257).
+"""
+import itertools
+
+import pytest
+import torch
+from kernel_helpers import DEVICE, TOL, assert_close_report
+
+from kernels.act_quant import act_quant_int8_ref
+from kernels.int4_pack import pack_int4_weight
+from kernels.w4a8_gemm import get_autotune_configs as w4a8_configs
+from kernels.w4a8_gemm import w4a8_gemm, w4a8_gemm_ref
+from kernels.w4a16_gemm import get_autotune_configs as w4a16_configs
+from kernels.w4a16_gemm import w4a16_gemm, w4a16_gemm_ref
+from kernels.w8a8_gemm import get_autotune_configs as w8a8_configs
+from kernels.w8a8_gemm import w8a8_gemm, w8a8_gemm_ref
+from qsched_core.quant.primitives import choose_qparams, quantize
+
+M_ALL = [1, 2, 3, 15, 16, 17, 128, 1000]
+DTYPES = [torch.float16, torch.bfloat16]
+GROUPS = [32, 64, 128, -1]
+CPU_SHAPES = [(33, 96), (40, 128), (24, 200)]  # (N, K)
+GPU_SHAPES = [(1000, 768), (257, 1280)]  # N not a multiple of 16: one compile variant per kernel
+
+
+def _valid(k, g):
+    return g == -1 or k % g == 0
+
+
+def make_w4(n, k, g, symmetric, seed=0):
+    """(packed weight, scales, zeros) of a random (N, K) weight, quantized by the library."""
+    w = torch.randn(n, k, generator=torch.Generator().manual_seed(seed))
+    scale, zero = choose_qparams(w, 4, g, symmetric)
+    q = quantize(w, scale, zero, 4, symmetric)
+    return [t if t is None else t.to(DEVICE) for t in pack_int4_weight(q, scale, zero, symmetric)]
+
+
+def run_w4a16(m, n, k, g, dtype, symmetric, bias=True, config=None):
+    qweight, scales, zeros = make_w4(n, k, g, symmetric)
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(1)).to(dtype).to(DEVICE)
+    b = torch.randn(n).to(DEVICE) if bias else None
+    out = w4a16_gemm(x, qweight, scales, zeros, g, b, config=config)
+    assert_close_report(out, w4a16_gemm_ref(x, qweight, scales, zeros, g, b), TOL[dtype],
+                        f"w4a16 M={m} N={n} K={k} G={g} {dtype} sym={symmetric}")
+
+
+def run_int8(kind, m, n, k, g, dtype, sym_acts, config=None):
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(1)) * 2
+    qx, sx, zx = (t.to(DEVICE) for t in act_quant_int8_ref(x, sym_acts))
+    zx = None if sym_acts else zx
+    b = torch.randn(n).to(DEVICE)
+    if kind == "w8a8":
+        w = torch.randn(n, k)
+        sw, zw = choose_qparams(w, 8, -1, True)
+        qw, sw = quantize(w, sw, zw, 8, True).to(DEVICE), sw.to(DEVICE)
+        out = w8a8_gemm(qx, sx, zx, qw, sw, b, out_dtype=dtype, config=config)
+        ref = w8a8_gemm_ref(qx, sx, zx, qw, sw, b, out_dtype=dtype)
+    else:
+        qweight, scales, _ = make_w4(n, k, g, True)
+        out = w4a8_gemm(qx, sx, zx, qweight, scales, g, b, out_dtype=dtype, config=config)
+        ref = w4a8_gemm_ref(qx, sx, zx, qweight, scales, g, b, out_dtype=dtype)
+    # integer dots are exact; only the fp32 epilogue order and the output rounding differ
+    assert_close_report(out, ref, TOL[dtype], f"{kind} M={m} N={n} K={k} G={g} {dtype} sym_acts={sym_acts}")
+
+
+# ------------------------------------------------------------------------------------------------ CPU grid
+@pytest.mark.parametrize("m", M_ALL)
+def test_w4a16_every_m(m):
+    run_w4a16(m, 33, 96, 32, torch.float16, True)
+
+
+@pytest.mark.parametrize("n,k,g,dtype,symmetric", [
+    (n, k, g, d, s) for (n, k), g, d, s in itertools.product(CPU_SHAPES, GROUPS, DTYPES, [True, False])
+    if _valid(k, g)], ids=str)
+def test_w4a16_grid(n, k, g, dtype, symmetric):
+    for m in (1, 17):  # GEMV path, tiled path
+        run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric)
+
+
+@pytest.mark.parametrize("g,k", [(128, 256), (-1, 200)], ids=str)
+def test_w4a16_wide_tiles(g, k):
+    """NB = 2 packing blocks per iteration (GPU configs): the last tile is partial when K = 200."""
+    for gemv in (True, False):
+        cfg = [c for c in w4a16_configs(gemv) if c.kwargs["NB"] == 2][0]
+        run_w4a16(3 if gemv else 40, 24, k, g, torch.float16, g == -1, config=cfg)
+    with pytest.raises(ValueError, match="more than one group"):
+        run_w4a16(3, 24, 256, 64, torch.float16, True, config=cfg)
+
+
+@pytest.mark.parametrize("m", M_ALL)
+@pytest.mark.parametrize("kind", ["w8a8", "w4a8"])
+def test_int8_every_m(kind, m):
+    run_int8(kind, m, 33, 96, 32, torch.float16, sym_acts=kind == "w8a8")
+
+
+@pytest.mark.parametrize("kind,n,k,g,dtype,sym_acts", [
+    (kind, n, k, g, d, s) for kind, (n, k), g, d, s in itertools.product(["w8a8", "w4a8"], CPU_SHAPES[:2], GROUPS,
+                                                                          DTYPES, [True, False])
+    if _valid(k, g) and (kind == "w4a8" or g == 32)], ids=str)
+def test_int8_grid(kind, n, k, g, dtype, sym_acts):
+    run_int8(kind, 3, n, k, g, dtype, sym_acts)
+
+
+# ---------------------------------------------------------------------------------- the tests can fail
+def test_wrong_scale_is_caught():
+    """One doubled scale (a plausible packing bug) must fail the comparison with the reference."""
+    qweight, scales, zeros = make_w4(33, 96, 32, True)
+    x = torch.randn(2, 96).half().to(DEVICE)
+    bad = scales.clone()
+    bad[5, 1] *= 2
+    with pytest.raises(AssertionError, match="max abs err"):
+        assert_close_report(w4a16_gemm(x, qweight, bad, zeros, 32), w4a16_gemm_ref(x, qweight, scales, zeros, 32),
+                            TOL[torch.float16])
+
+
+def test_argument_errors():
+    qweight, scales, zeros = make_w4(33, 96, 32, True)
+    x = torch.randn(2, 96).half().to(DEVICE)
+    with pytest.raises(ValueError, match="dtype"):
+        w4a16_gemm(x.float(), qweight, scales, zeros, 32)
+    with pytest.raises(ValueError, match="group_size=48"):
+        w4a16_gemm(x, qweight, scales, zeros, 48)
+    with pytest.raises(ValueError, match="qweight has shape"):
+        w4a16_gemm(torch.randn(2, 200).half().to(DEVICE), qweight, scales, zeros, 32)
+    with pytest.raises(ValueError, match="scales has shape"):
+        w4a16_gemm(x, qweight, scales[:, :1].contiguous(), zeros, 32)
+    qx = torch.zeros(2, 96, dtype=torch.int8, device=DEVICE)
+    with pytest.raises(ValueError, match="sx has shape"):
+        w8a8_gemm(qx, torch.ones(3, 1, device=DEVICE), None, qx, torch.ones(2, 1, device=DEVICE))
+
+
+# ------------------------------------------------------------------------------------------------ GPU grid
+@pytest.mark.gpu
+@pytest.mark.parametrize("n,k", GPU_SHAPES, ids=str)
+@pytest.mark.parametrize("g", GROUPS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_gpu_full_grid(n, k, g, dtype):
+    if not _valid(k, g):
+        pytest.skip(f"G={g} does not divide K={k}")
+    for m, symmetric in itertools.product(M_ALL, [True, False]):
+        run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric)
+        run_int8("w4a8", m, n, k, g, dtype, sym_acts=symmetric)
+        if g == GROUPS[0]:
+            run_int8("w8a8", m, n, k, g, dtype, sym_acts=symmetric)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_gpu_every_autotune_config(dtype):
+    """The autotuner may pick any config: each must be right on its own (M picks the path)."""
+    for cfg in w4a16_configs(True):
+        run_w4a16(3, 1000, 768, 256 if cfg.kwargs["NB"] == 4 else 128, dtype, False, config=cfg)
+    for cfg in w4a16_configs(False):
+        run_w4a16(300, 1000, 768, -1, dtype, True, config=cfg)
+    for cfg in w8a8_configs():
+        run_int8("w8a8", 300, 1000, 768, -1, dtype, False, config=cfg)
+    for cfg in w4a8_configs():
+        run_int8("w4a8", 300, 1000, 768, 32, dtype, False, config=cfg)
