@@ -99,13 +99,16 @@ DEFAULT_PIPELINE = "tinyworld-lcm"
 _HAS_SAFETY_CHECKER = ("StableDiffusionPipeline", "LatentConsistencyModelPipeline")  # loaded without it
 
 JUDGES: dict[str, JudgeSpec] = {s.name: s for s in [
-    JudgeSpec("tinyworld-clip", "", "models/tinyworld/clip (trained by this repo)"),
+    JudgeSpec("tinyworld-clip", "", "models/tinyworld/clip (trained by this repo; graded quality, version 2)"),
+    JudgeSpec("tinyworld-clip-v1", "", "models/tinyworld/legacy/clip_v1 (the first judge: its quality term "
+              "saturates; kept as the instrument that cannot see the damage)"),
     # OpenAI-trained CLIPs use QuickGELU; the plain open_clip names would load them with the wrong activation
     JudgeSpec("ViT-L-14", "ViT-L-14-quickgelu", "openai (CLIPScore's openai/clip-vit-large-patch14)",
               "open_clip_pytorch_model.bin"),
     JudgeSpec("ViT-B-32", "ViT-B-32-quickgelu", "openai", "open_clip_pytorch_model.bin"),
 ]}
 DEFAULT_JUDGE = "tinyworld-clip"
+TINY_JUDGE_FOLDERS = {"tinyworld-clip": "clip", "tinyworld-clip-v1": "legacy/clip_v1"}  # under models/tinyworld
 
 
 def list_pipelines() -> list[str]:
@@ -239,7 +242,9 @@ def load_judge(name: str = DEFAULT_JUDGE, path: str | Path | None = None, device
     if not spec.arch:
         from .tinyworld import loaders
 
-        model, tokenizer, _ = loaders.load_judge(device=device, **({} if path is None else {"root": Path(path)}))
+        folder = TINY_JUDGE_FOLDERS[spec.name]
+        model, tokenizer, _ = loaders.load_judge(device=device, folder=folder,
+                                                 **({} if path is None else {"root": Path(path)}))
         return Judge(model, tokenizer, spec.name)
     root = os.environ.get(HUB_DIR_ENV)
     if path is None and root:

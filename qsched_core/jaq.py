@@ -6,9 +6,10 @@ p_1..p_n without any full-precision reference:
     JAQ = TC + k * IQ,    TC = log( (1/n) sum_i CLIPScore(x_i, p_i) ),    IQ = (1/n) sum_i CLIP-IQA(x_i),    k = 2
 
     CLIPScore(x, p) = 100 * max(cos(E_I(x), E_T(p)), 0)                       (Hessel et al. 2021)
-    CLIP-IQA(x)     = softmax(100 * [cos(E_I(x), E_T(p+)), cos(E_I(x), E_T(p-))])_0   (Wang et al. 2023)
+    CLIP-IQA(x)     = softmax(s * [cos(E_I(x), E_T(p+)), cos(E_I(x), E_T(p-))])_0     (Wang et al. 2023)
 
-with (p+, p-) an antonym prompt pair such as ("Good photo.", "Bad photo."). The log keeps TC in [0, log 100]
+with (p+, p-) an antonym prompt pair such as ("Good photo.", "Bad photo.") and s the judge's learned logit scale
+(100 for OpenAI's CLIPs). The log keeps TC in [0, log 100]
 = [0, 4.6] so that it is on the scale of k * IQ in [0, k]; without it CLIPScore (~30, moving by +-1) drowns the
 quality term. The paper's formula shows no log; the released code uses it, and so do we.
 
@@ -35,6 +36,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from .checks import check_finite, check_images, check_int, check_number, check_prompts, check_same_device
 
 CLIPIQA_QUALITY_PAIR = ("Good photo.", "Bad photo.")
 # pyiqa 0.1.16 `clipiqa` averages these five pairs (its docstring: "we assemble multiple prompts").
@@ -66,6 +69,7 @@ def as_judge(judge) -> Judge:
 
 
 def _check_images(images: torch.Tensor) -> None:
+    check_images(images)  # type, shape, empty batch, NaN/inf, [0, 1]
     if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
         raise ValueError(f"images of shape {tuple(images.shape)} and dtype {images.dtype} must be float (B, 3, H, W)")
     lo, hi = images.min().item(), images.max().item()
@@ -122,6 +126,8 @@ def _image_features(model, images: torch.Tensor) -> torch.Tensor:
 
 def clip_score(model, tokenizer, images: torch.Tensor, prompts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
     """CLIPScore per image: 100 * max(cos(E_I(x_i), E_T(p_i)), 0), shape (B,); differentiable w.r.t. images."""
+    prompts = check_prompts(prompts, len(check_images(images)))  # a bare str would be scored letter by letter
+    check_int(batch_size, "batch_size", 1), check_same_device(images, model)
     if len(prompts) != len(images):
         raise ValueError(f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image")
     scores = []
@@ -132,9 +138,24 @@ def clip_score(model, tokenizer, images: torch.Tensor, prompts: Sequence[str], b
     return torch.cat(scores)
 
 
+def judge_logit_scale(model) -> float:
+    """The CLIP's own learned logit scale exp(t) (100 for OpenAI's CLIPs), which CLIP-IQA's softmax uses."""
+    t = getattr(model, "logit_scale", None)
+    if t is None:
+        raise ValueError(f"{type(model).__name__} has no logit_scale; pass clip_iqa(..., logit_scale=<number>)")
+    return float(torch.as_tensor(t).detach().float().exp().clamp(max=100))
+
+
 def clip_iqa(model, tokenizer, images: torch.Tensor, prompt_pairs=(CLIPIQA_QUALITY_PAIR,),
-             batch_size: int = 32, logit_scale: float = 100.0) -> torch.Tensor:
-    """CLIP-IQA per image: P(p+ | x) from softmax(logit_scale * [cos+, cos-]), averaged over pairs; (B,) in [0, 1]."""
+             batch_size: int = 32, logit_scale: float | None = None) -> torch.Tensor:
+    """CLIP-IQA per image: P(p+ | x) from softmax(logit_scale * [cos+, cos-]), averaged over pairs; (B,) in [0, 1].
+
+    logit_scale None = the judge's own learned scale (as real CLIP-IQA uses CLIP's, which is 100). A fixed
+    100 on a judge that learned a smaller scale saturates the score (the first tiny judge: 81% of FP images
+    above 0.95); the legacy row of results/instrument_validity.md keeps that setting on purpose.
+    """
+    check_images(images), check_int(batch_size, "batch_size", 1), check_same_device(images, model)
+    logit_scale = judge_logit_scale(model) if logit_scale is None else logit_scale
     pairs = [tuple(p) for p in prompt_pairs]
     if not pairs or any(len(p) != 2 for p in pairs):
         raise ValueError(f"prompt_pairs={prompt_pairs!r} must be a non-empty list of (positive, negative) prompts, "
@@ -177,7 +198,11 @@ def make_pyiqa_clipiqa(model) -> torch.nn.Module:
 
 def jaq(tc_scores: torch.Tensor, iq_scores: torch.Tensor, k: float = 2.0, tc_floor: float = 1.0) -> dict:
     """JAQ = log(max(mean CLIPScore, tc_floor)) + k * mean CLIP-IQA, from per-image scores; 0-d tensors."""
+    k = check_number(k, "k", 0, hint="the paper uses k=2; k=0 is TC only")
+    tc_floor = check_number(tc_floor, "tc_floor", 0, low_open=True, hint="the default 1.0 is a mean cosine of 0.01")
     tc_scores, iq_scores = torch.as_tensor(tc_scores).float(), torch.as_tensor(iq_scores).float()
+    check_finite(tc_scores, "tc_scores", "the images were NaN or the judge diverged; check them with check_images")
+    check_finite(iq_scores, "iq_scores", "the images were NaN or the judge diverged; check them with check_images")
     if tc_scores.ndim != 1 or tc_scores.shape != iq_scores.shape or len(tc_scores) == 0:
         raise ValueError(f"tc_scores {tuple(tc_scores.shape)} and iq_scores {tuple(iq_scores.shape)} must be "
                          "non-empty 1-D tensors with one score per image (same images for both)")
@@ -215,6 +240,7 @@ class JAQScorer:
     iq: str = "clipiqa"
     iq_judge: Judge | None = None
     prompt_pairs: tuple = (CLIPIQA_QUALITY_PAIR,)
+    iq_logit_scale: float | None = None  # None: the IQ judge's learned scale; a number fixes it (legacy: 100)
     batch_size: int = 16
     tc_floor: float = 1.0
     _pyiqa_net: Any = field(default=None, init=False, repr=False, compare=False)
@@ -227,6 +253,7 @@ class JAQScorer:
             raise ValueError(f"kind={self.kind!r} is not one of {list(OBJECTIVES)}")
         if self.iq not in IQ_SCORERS:
             raise ValueError(f"iq={self.iq!r} is not one of {list(IQ_SCORERS)}")
+        self.k = check_number(self.k, "k", 0, hint="paper: k=2; k=0 is TC only")
         if not (math.isfinite(self.k) and self.k >= 0):
             raise ValueError(f"k={self.k} must be a finite number >= 0 (paper: k=2; k=0 is TC only)")
         if self.batch_size < 1:
@@ -239,6 +266,8 @@ class JAQScorer:
     def name(self) -> str:
         iq = self.iq if self.prompt_pairs == (CLIPIQA_QUALITY_PAIR,) or self.iq != "clipiqa" \
             else f"clipiqa(n_pairs={len(self.prompt_pairs)})"
+        if self.iq_logit_scale is not None:
+            iq = f"{iq}(scale={self.iq_logit_scale:g})"
         tc_part, iq_part = f"tc=clipscore[{self.judge.name}]", f"iq={iq}[{self.iq_judge.name}]"
         parts = {"jaq": [f"k={self.k:g}", tc_part, iq_part], "clipscore": [tc_part], "iq": [iq_part]}[self.kind]
         return f"{self.kind}({', '.join(parts)})"
@@ -246,7 +275,7 @@ class JAQScorer:
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "objective": OBJECTIVES[self.kind], "k": self.k,
                 "tc": "clipscore", "tc_judge": self.judge.name, "tc_floor": self.tc_floor, "iq": self.iq,
-                "iq_judge": self.iq_judge.name, "prompt_pairs": [list(p) for p in (
+                "iq_judge": self.iq_judge.name, "iq_logit_scale": self.iq_logit_scale, "prompt_pairs": [list(p) for p in (
                     PYIQA_CLIPIQA_PAIRS if self.iq == "pyiqa-clipiqa" else self.prompt_pairs)],
                 "batch_size": self.batch_size}
 
@@ -254,7 +283,8 @@ class JAQScorer:
         """Per-image quality (B,) with the configured IQ scorer."""
         model = self.iq_judge.model
         if self.iq == "clipiqa":
-            return clip_iqa(model, self.iq_judge.tokenizer, images, self.prompt_pairs, self.batch_size)
+            return clip_iqa(model, self.iq_judge.tokenizer, images, self.prompt_pairs, self.batch_size,
+                            logit_scale=self.iq_logit_scale)
         _check_images(images)
         if self._pyiqa_net is None:
             self._pyiqa_net = make_pyiqa_clipiqa(model)

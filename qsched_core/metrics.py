@@ -21,9 +21,12 @@ tests live in `qsched_core.stats` and are re-exported here.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 import re
+import warnings
+import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,14 +35,16 @@ import numpy as np
 import torch
 
 from .jaq import clip_iqa, clip_score  # noqa: F401  (re-exported: one implementation for JAQ and evaluation)
-from .stats import bootstrap_ci, mean_std_over_seeds, paired_bootstrap_diff, sign_test  # noqa: F401
-from .utils import results_dir
+from .stats import bootstrap_ci, mean_std_over_seeds, paired_bootstrap_diff, sign_test, subsample_ci  # noqa: F401
+from .checks import check_features, check_fid_features, check_gaussian, check_images, check_int, check_number
+from .utils import atomic_write, results_dir
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------------------------- FID / KID
 def _as_features(feats) -> np.ndarray:
+    feats = check_features(feats)  # finite (N, D), N >= 2: NaN would hang clean-fid's sqrtm
     feats = feats.detach().cpu().numpy() if isinstance(feats, torch.Tensor) else np.asarray(feats)
     if feats.ndim != 2 or len(feats) < 2:
         raise ValueError(f"features of shape {feats.shape} must be (N, D) with N >= 2 images")
@@ -56,6 +61,7 @@ def frechet(mu_a, sigma_a, mu_b, sigma_b) -> float:
     """Frechet distance of two Gaussians through clean-fid (lazy import: it pulls in torchvision and scipy)."""
     from cleanfid.fid import frechet_distance
 
+    check_gaussian(mu_a, sigma_a, "first Gaussian"), check_gaussian(mu_b, sigma_b, "second Gaussian")
     if np.shape(mu_a) != np.shape(mu_b):
         raise ValueError(f"feature dims differ: {np.shape(mu_a)} vs {np.shape(mu_b)}; use one feature network")
     if np.size(mu_a) == 1:  # scipy 1.17's sqrtm(1x1, disp=False) returns no error estimate; clean-fid unpacks two
@@ -71,12 +77,25 @@ def frechet(mu_a, sigma_a, mu_b, sigma_b) -> float:
 
 def fid_from_features(feats_a, feats_b) -> float:
     """FID between two feature sets (N_a, D) and (N_b, D)."""
+    feats_a, feats_b = check_fid_features(feats_a, "feats_a"), check_fid_features(feats_b, "feats_b")
     return frechet(*feature_stats(feats_a), *feature_stats(feats_b))
 
 
-def kid_from_features(feats_a, feats_b, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0) -> float:
-    """KID (cubic-kernel MMD^2, Binkowski et al. 2018) via clean-fid, reproducible through `seed`."""
+def kid_from_features(feats_a, feats_b, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0,
+                      normalize: bool = True) -> float:
+    """KID (cubic-kernel MMD^2, Binkowski et al. 2018) via clean-fid, reproducible through `seed`.
+
+    The cubic kernel (x.y / D + 1)^3 depends on the scale of each dimension, so by default both sets are
+    standardised by the second (reference) set's per-dimension mean and std first: every dimension then weighs
+    the same, as Inception's roughly unit-scale pool3 features do. normalize=False passes the raw features.
+    """
     from cleanfid.fid import kernel_distance
+
+    if normalize:
+        ref = _as_features(feats_b)
+        mu, sd = ref.mean(0), ref.std(0)
+        sd = np.where(sd > 0, sd, 1.0)  # a constant reference dimension is only centred
+        feats_a, feats_b = (_as_features(feats_a) - mu) / sd, (ref - mu) / sd
 
     state = np.random.get_state()  # clean-fid samples subsets from numpy's global generator
     np.random.seed(seed)
@@ -95,7 +114,10 @@ def _batches(images, batch_size: int) -> Iterable[torch.Tensor]:
 @torch.no_grad()
 def extract_features(images, feature_fn: FeatureFn, batch_size: int = 64) -> np.ndarray:
     """Features (N, D) float64 of images (a (N, 3, H, W) tensor in [0, 1] or an iterable of such batches)."""
-    feats = [feature_fn(batch).float().cpu() for batch in _batches(images, batch_size)]
+    check_int(batch_size, "batch_size", 1)
+    feats = [feature_fn(check_images(batch)).float().cpu() for batch in _batches(images, batch_size)]
+    if not feats:
+        raise ValueError("images is empty (no batch); pass a (N, 3, H, W) tensor in [0, 1] with N >= 2")
     return _as_features(torch.cat(feats))
 
 
@@ -117,6 +139,7 @@ class ReferenceStats:
         if len(d) != 1 or np.shape(self.sigma) != (d[0], d[0]) or self.n < 2:
             raise ValueError(f"ReferenceStats {self.name!r}: mu {np.shape(self.mu)} must be (D,), sigma "
                              f"{np.shape(self.sigma)} (D, D) and n={self.n} >= 2")
+        check_gaussian(self.mu, self.sigma, f"ReferenceStats {self.name!r}")
 
     @property
     def dim(self) -> int:
@@ -133,15 +156,21 @@ class ReferenceStats:
 
     def save(self, cache_dir: str | Path | None = None) -> Path:
         path = self.path(self.name, cache_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, name=self.name, mu=self.mu, sigma=self.sigma, n=self.n)
+        with atomic_write(path, "wb") as f:  # an interrupted save leaves no truncated cache behind
+            np.savez(f, name=self.name, mu=self.mu, sigma=self.sigma, n=self.n)
         return path
 
     @classmethod
     def load(cls, name: str, cache_dir: str | Path | None = None, dim: int | None = None) -> ReferenceStats:
         path = cls.path(name, cache_dir)
-        with np.load(path) as f:
-            stats = cls(str(f["name"]), f["mu"], f["sigma"], int(f["n"]))
+        try:
+            with np.load(path) as f:
+                stats = cls(str(f["name"]), f["mu"], f["sigma"], int(f["n"]))
+        except FileNotFoundError:
+            raise
+        except (OSError, EOFError, KeyError, TypeError, AttributeError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not valid reference statistics ({type(err).__name__}: {err}); delete it: "
+                             "ReferenceStats.get_or_compute (e.g. quality.reference_stats()) rebuilds it") from err
         if stats.name != name or (dim is not None and stats.dim != dim):
             raise ValueError(f"{path} holds {stats.name!r} with D={stats.dim}, expected {name!r} with D={dim}; "
                              "it was built with another feature network: delete the file to recompute it")
@@ -152,7 +181,10 @@ class ReferenceStats:
                        dim: int | None = None) -> ReferenceStats:
         """Load `<name>.npz` if cached, else call `compute_features()` -> (N, D), save and return the stats."""
         if cls.path(name, cache_dir).is_file():
-            return cls.load(name, cache_dir, dim)
+            try:
+                return cls.load(name, cache_dir, dim)
+            except ValueError as err:  # corrupt or stale cache: recompute instead of failing
+                warnings.warn(f"recomputing the reference statistics: {err}", stacklevel=2)
         stats = cls.from_features(name, compute_features())
         if dim is not None and stats.dim != dim:
             raise ValueError(f"compute_features gave D={stats.dim} features, expected dim={dim}")
@@ -162,6 +194,7 @@ class ReferenceStats:
 
 def fid_to_reference(feats, ref: ReferenceStats) -> float:
     """FID of generated features (N, D) against cached reference statistics."""
+    feats = check_fid_features(feats)
     mu, sigma = feature_stats(feats)
     if len(mu) != ref.dim:
         raise ValueError(f"features have D={len(mu)} but reference {ref.name!r} has D={ref.dim}; "
@@ -176,17 +209,23 @@ def compute_fid(images, ref_stats: ReferenceStats, feature_fn: FeatureFn, batch_
 
 def bootstrap_fid_ci(feats, ref_stats: ReferenceStats, n_boot: int = 200, alpha: float = 0.05,
                      seed: int = 0) -> tuple[float, float, float]:
-    """(FID, lo, hi): percentile interval over generated images resampled with replacement.
+    """(FID, lo, hi): the spread due to which images were drawn, by half-sampling without replacement.
 
-    Duplicated rows shrink the sample covariance, so resampled FIDs sit above the point estimate (far above when the
-    number of images is small next to the feature dimension);
-    read the interval as the spread due to which images were drawn, not as an unbiased interval.
+    n_boot subsets of n // 2 generated images give FIDs whose spread around their mean, scaled to n images, is
+    placed around the full FID (`stats.subsample_ci`). A with-replacement bootstrap (this function before) duplicates
+    rows, which shrinks the covariance and pushes every resampled FID above the estimate: its intervals excluded
+    their own estimate. To compare two rows use a paired bootstrap of the difference (`evaluate.report`).
     """
+    check_int(n_boot, "n_boot", 1), check_number(alpha, "alpha", 0, 1, low_open=True)
     feats = _as_features(feats)
-    rng = np.random.default_rng(seed)
-    boots = [fid_to_reference(feats[rng.integers(0, len(feats), len(feats))], ref_stats) for _ in range(n_boot)]
-    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
-    return fid_to_reference(feats, ref_stats), float(lo), float(hi)
+    n, rng = len(feats), np.random.default_rng(seed)
+    fid = fid_to_reference(feats, ref_stats)
+    if n // 2 < 2:  # halves of 1 image have no covariance: no interval (only reachable below checks.MIN_FID_IMAGES)
+        return fid, math.nan, math.nan
+    # the halves skip fid_to_reference's sample-size floor (the full set passed it above): 16 images give halves of 8
+    subs = [frechet(*feature_stats(feats[rng.choice(n, n // 2, replace=False)]), ref_stats.mu, ref_stats.sigma)
+            for _ in range(n_boot)]
+    return (fid, *subsample_ci(fid, subs, n // 2, n, alpha))
 
 
 def fid_folders(dir_a: str | Path, dir_b: str | Path, feature_fn: FeatureFn, batch_size: int = 64,
@@ -300,8 +339,8 @@ class MetricCard:
         table_path = Path(table_path)
         stem = table_path.name[:-len(".card.md")] if table_path.name.endswith(".card.md") else table_path.stem
         path = table_path.with_name(f"{stem}.card.md")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_markdown())
+        with atomic_write(path) as f:
+            f.write(self.to_markdown())
         return path
 
     def to_dict(self) -> dict:

@@ -80,3 +80,31 @@ def mean_std_over_seeds(values: Mapping[int, float] | Sequence[float]) -> dict:
     values = _as_1d(list(values.values()) if isinstance(values, Mapping) else values)
     std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
     return {"mean": float(values.mean()), "std": std, "n": len(values)}
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of two equal-length samples (average ranks for ties); nan if one is constant."""
+    from scipy.stats import rankdata
+
+    a, b = _as_1d(a, "a"), _as_1d(b, "b")
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"spearman needs two samples of the same length >= 2; got {len(a)} and {len(b)}")
+    ra, rb = rankdata(a), rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def subsample_ci(estimate: float, draws, m: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Interval for a statistic of n samples from its values on `draws` subsets of m < n drawn without replacement.
+
+    The spread of the subset values around their own mean, shrunk by sqrt(m / n) (a standard error falls like
+    1 / sqrt(n)), is placed around the full-sample estimate: [est + sqrt(m/n) q_lo, est + sqrt(m/n) q_hi]. Centring
+    on the subsets' mean removes their extra small-sample bias, so, unlike a with-replacement bootstrap of FID (whose
+    duplicated rows bias every draw upwards), the interval contains its own estimate.
+    """
+    draws = _as_1d(draws, "draws")
+    if not 1 < m < n:
+        raise ValueError(f"subset size m={m} must be in (1, n={n}); the usual choice is m = n // 2")
+    lo, hi = np.quantile(draws - draws.mean(), [alpha / 2, 1 - alpha / 2]) * math.sqrt(m / n)
+    return float(estimate + lo), float(estimate + hi)

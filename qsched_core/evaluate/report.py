@@ -24,7 +24,8 @@ import numpy as np
 
 from ..metrics import feature_stats, fid_to_reference
 from ..search import SearchConfig, SearchResult
-from ..stats import mean_std_over_seeds, paired_bootstrap_diff, sign_test
+from ..stats import mean_std_over_seeds, paired_bootstrap_diff, sign_test, subsample_ci
+from ..utils import atomic_write
 from .runner import Cell, find_cached_search
 from .settings import SEARCH_DIR, EvalConfig, Setting, naive_twin
 
@@ -90,9 +91,13 @@ def bootstrap_fids(feat_sets: list[np.ndarray], ref, n_boot: int = 100, seed: in
 
 
 def fid_ci(feats: np.ndarray, ref, n_boot: int = 100, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
-    """(FID, lo, hi) as `metrics.bootstrap_fid_ci` (resampled generated images), with the eigh FID in the loop."""
-    lo, hi = np.quantile(bootstrap_fids([feats], ref, n_boot, seed)[:, 0], [alpha / 2, 1 - alpha / 2])
-    return fid_to_reference(feats, ref), float(lo), float(hi)
+    """(FID, lo, hi) as `metrics.bootstrap_fid_ci` (half-samples without replacement), with the eigh FID in the loop."""
+    n, rng, root = len(feats), np.random.default_rng(seed), _sqrtm_psd(ref.sigma)
+    fid = fid_to_reference(feats, ref)
+    if n // 2 < 2:  # as metrics.bootstrap_fid_ci: no interval from halves of one image
+        return fid, math.nan, math.nan
+    subs = [fid_eigh(feats[rng.choice(n, n // 2, replace=False)], ref, root) for _ in range(n_boot)]
+    return (fid, *subsample_ci(fid, subs, n // 2, n, alpha))
 
 
 def paired_fid_diff(feats_a: np.ndarray, feats_b: np.ndarray, ref, n_boot: int = 100, alpha: float = 0.05,
@@ -251,7 +256,7 @@ def search_reruns(cells) -> list[dict]:
 def write_csv(rows: list[dict], path: Path) -> Path:
     """Rows (dicts, keys in first-seen order) as a CSV with a header."""
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)

@@ -22,6 +22,8 @@ import hashlib
 import json
 import math
 import time
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,11 +32,12 @@ import torch
 from torch import nn
 
 from ..calibrate import quantized_pipeline as _quantized_linears
-from ..jaq import make_scorer
+from ..jaq import as_judge, make_scorer
 from ..metrics import extract_features
 from ..quant import QuantConfig, fake_quantize, model_size_report
 from ..sched import QSchedCoefficients
 from ..search import SearchConfig, SearchResult, run_search
+from ..utils import atomic_write, atomic_write_text
 from .ptq import ptq_pipeline
 from .settings import CACHE_VERSION, KEEP_IMAGES, Calibration, EvalConfig, Setting
 
@@ -75,7 +78,8 @@ def quantize_convs_(module: nn.Module, cfg: QuantConfig) -> int:
         k = w[0].numel()
         g = cfg.w_group_size if cfg.w_group_size > 0 and k % cfg.w_group_size == 0 else -1
         w2 = w.reshape(len(w), k)  # (O, I, kh, kw) -> (O, K)
-        conv.weight.data = fake_quantize(w2, cfg.w_bits, g, cfg.w_symmetric, clip_ratio=cfg.w_clip_ratio).view_as(w)
+        conv.weight.data = fake_quantize(w2, cfg.w_bits, g, cfg.w_symmetric, clip_ratio=cfg.w_clip_ratio,
+                                         scale_rule=cfg.w_scale_rule).view_as(w)
         n_scales = len(w) * (k // g if g > 0 else 1)
         zeros = 0 if cfg.w_symmetric else math.ceil(n_scales * cfg.w_bits / 8)
         total += math.ceil(w.numel() * cfg.w_bits / 8) + 2 * n_scales + zeros
@@ -87,7 +91,8 @@ def quantize_convs_(module: nn.Module, cfg: QuantConfig) -> int:
 
 def _quantize_pixels(x: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
     x_t = x.movedim(1, -1)  # (B, C, H, W) -> (B, H, W, C): one "token" per pixel
-    return fake_quantize(x_t, cfg.a_bits, -1, cfg.a_symmetric, clip_ratio=cfg.a_clip_ratio).movedim(-1, 1)
+    return fake_quantize(x_t, cfg.a_bits, -1, cfg.a_symmetric, clip_ratio=cfg.a_clip_ratio,
+                         scale_rule=cfg.a_scale_rule).movedim(-1, 1)
 
 
 def quantized_pipeline(pipe, preset: str, quantize_convs: bool = False) -> tuple[object, dict]:
@@ -157,8 +162,12 @@ def calibrate(get_pipe, setting: Setting, judge, cfg: EvalConfig, fingerprint: s
     scfg = cal.search_config(setting.steps, setting.guidance, setting.family, setting.eta)
     scorer = make_scorer(cal.objective, judge, cal.k)
     prompts = [s.caption for s in calib_prompts(cal.num_prompts, seed=cal.prompt_seed)]
+    from ..tinyworld.quality import weights_fingerprint
+
+    # the judge's weights are part of what a search measured: a retrained judge never reuses an old search
     meta = {"preset": setting.preset, "quantize_convs": setting.quantize_convs, "pipeline": setting.pipeline,
-            "unet_fingerprint": fingerprint, **({"ptq": setting.ptq} if setting.ptq != "rtn" else {})}
+            "unet_fingerprint": fingerprint, "judge_fingerprint": weights_fingerprint(as_judge(judge).model),
+            **({"ptq": setting.ptq} if setting.ptq != "rtn" else {})}
     own = Path(cfg.cache_dir) / "search"
     # own searches first: the cached cells were generated with their winners (a flat JAQ surface lets float
     # noise between machines move the argmax, so a CPU rerun of the same grid may pick a neighbouring point)
@@ -206,20 +215,25 @@ def load_cell(cfg: EvalConfig, key: str) -> Cell | None:
     meta_path, arr_path = _cell_paths(cfg, key)
     if not (meta_path.is_file() and arr_path.is_file()):
         return None
-    raw = json.loads(meta_path.read_text())
-    raw["setting"] = Setting(**{**raw["setting"], "calibration": Calibration(**raw["setting"]["calibration"])})
-    raw["coefficients"] = None if raw["coefficients"] is None else tuple(raw["coefficients"])  # JSON gave a list
-    with np.load(arr_path) as f:
-        arrays = {k: f[k] for k in f.files}
-    images = arrays.pop("images", None)
-    return Cell(**raw, per_image=arrays, images=images)
+    try:
+        raw = json.loads(meta_path.read_text())
+        raw["setting"] = Setting(**{**raw["setting"], "calibration": Calibration(**raw["setting"]["calibration"])})
+        raw["coefficients"] = None if raw["coefficients"] is None else tuple(raw["coefficients"])  # JSON gave a list
+        with np.load(arr_path) as f:
+            arrays = {k: f[k] for k in f.files}
+        images = arrays.pop("images", None)
+        return Cell(**raw, per_image=arrays, images=images)
+    except (OSError, EOFError, KeyError, TypeError, AttributeError, ValueError, zipfile.BadZipFile) as err:
+        warnings.warn(f"cached cell {meta_path} / {arr_path.name} is unreadable ({type(err).__name__}: {err}); "
+                      "it will be recomputed", stacklevel=2)
+        return None  # a corrupt or stale cell is recomputed (and overwritten), never trusted
 
 
 def save_cell(cfg: EvalConfig, key: str, cell: Cell) -> None:
     meta_path, arr_path = _cell_paths(cfg, key)
-    meta_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(arr_path, images=cell.images, **cell.per_image)
-    meta_path.write_text(json.dumps(cell.to_json(), indent=1, default=float))
+    with atomic_write(arr_path, "wb") as f:  # arrays first: the JSON's presence marks a complete cell
+        np.savez_compressed(f, images=cell.images, **cell.per_image)
+    atomic_write_text(meta_path, json.dumps(cell.to_json(), indent=1, default=float))
 
 
 def evaluate_images(images: torch.Tensor, scenes, models: Models, cfg: EvalConfig, seed: int) -> tuple[dict, dict]:

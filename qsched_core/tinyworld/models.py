@@ -64,25 +64,43 @@ def build_clip():
 
 
 class Evaluator(nn.Module):
-    """Attribute classifier whose penultimate features stand in for Inception's in FID.
+    """Attribute classifier whose feature layer stands in for Inception's pool3 in FID.
 
-    Input images (B, 3, 64, 64) in [0, 1]; `features(x)` -> (B, 256); `forward(x)` -> dict of logits, one per
-    attribute head of `world.LABEL_CLASSES` (layout, shape/colour/size of each object, background, texture).
+    Input images (B, 3, 64, 64) in [0, 1]; `features(x)` -> (B, feat_dim); `forward(x)` -> dict of logits, one per
+    attribute head of `world.LABEL_CLASSES` (layout, shape/colour/size of each object, background, texture), plus
+    "quality" (B, n_quality): the predicted strength of each graded degradation (`degrade.SEEN[:4]`), when
+    n_quality > 0.
+
+    embedding="bn" (version 2, shipped): the feature layer is Linear -> BatchNorm without affine parameters and
+    without ReLU, so every dimension has unit variance on the training renders and none is dead; the heads read
+    it linearly, and the quality head makes it see damage as well as attributes (FID must see both).
+    embedding="relu" (version 1, `legacy/evaluator_v1`): Linear -> ReLU, a classifier's penultimate layer; 68 of
+    its 256 dimensions are exactly 0 on every image.
     """
 
-    def __init__(self, width: int = 32, feat_dim: int = 256):
+    def __init__(self, width: int = 32, feat_dim: int = 256, embedding: str = "relu", n_quality: int = 0):
         super().__init__()
+        if embedding not in ("relu", "bn"):
+            raise ValueError(f"embedding={embedding!r} must be 'relu' (version 1) or 'bn' (version 2)")
 
         def block(cin, cout):  # conv-bn-relu twice, then halve the resolution
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
                                  nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
 
         w = width
+        self.config = {"width": width, "feat_dim": feat_dim, "embedding": embedding, "n_quality": n_quality}
         self.body = nn.Sequential(block(3, w), block(w, 2 * w), block(2 * w, 4 * w), block(4 * w, 4 * w))  # 64 -> 4
-        self.neck = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, feat_dim), nn.ReLU())
+        out = nn.ReLU() if embedding == "relu" else nn.BatchNorm1d(feat_dim, affine=False)
+        self.neck = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, feat_dim), out)
         self.heads = nn.ModuleDict({k: nn.Linear(feat_dim, n) for k, n in LABEL_CLASSES.items()})
+        if n_quality:
+            self.heads["quality"] = nn.Linear(feat_dim, n_quality)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, 64, 64):  # other sizes would fail deep inside `neck`
+            raise ValueError(f"images of shape {tuple(x.shape)} must be (B, 3, 64, 64), the size the evaluator was "
+                             "trained on; resize explicitly, e.g. F.interpolate(x, size=64, mode='bilinear', "
+                             "antialias=True), and record the resize policy in the metric card")
         return self.neck(self.body(x * 2 - 1))  # (B, 3, 64, 64) -> (B, feat_dim)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

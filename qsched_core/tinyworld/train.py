@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,9 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..utils import atomic_write
 from .data import ScenePool
 from .models import Evaluator, build_vae, n_params
-from .render import DEGRADATIONS, degrade, render
+from .render import render
 from .world import LABEL_CLASSES, sample_scenes
 
 STAGES = ("vae", "evaluator", "clip", "teacher", "lcm")
@@ -57,11 +59,15 @@ class Loop:
         self.step, self.elapsed, self.history = 0, 0.0, []
         self.ckpt = Path(cfg.ckpt_dir) / f"{cfg.stage}.pt"
         if cfg.resume and self.ckpt.exists():
-            state = torch.load(self.ckpt, map_location=cfg.device)
-            for k, m in modules.items():
-                m.load_state_dict(state["modules"][k])
-            self.opt.load_state_dict(state["opt"])
-            self.step, self.elapsed = state["step"], state["elapsed"]
+            try:
+                state = torch.load(self.ckpt, map_location=cfg.device)
+                for k, m in modules.items():
+                    m.load_state_dict(state["modules"][k])
+                self.opt.load_state_dict(state["opt"])
+                self.step, self.elapsed = state["step"], state["elapsed"]
+            except (OSError, EOFError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as err:
+                raise ValueError(f"checkpoint {self.ckpt} does not resume this stage ({type(err).__name__}: {err}); "
+                                 "delete it to start the stage afresh, or run without --resume") from err
             print(f"[{cfg.stage}] resumed at step {self.step} ({self.elapsed:.0f} s)")
 
     def lr_at(self, frac: float) -> float:
@@ -94,9 +100,9 @@ class Loop:
         return self.history[-1] if self.history else {}
 
     def save(self):
-        self.ckpt.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"modules": {k: m.state_dict() for k, m in self.modules.items()}, "opt": self.opt.state_dict(),
-                    "step": self.step, "elapsed": self.elapsed}, self.ckpt)
+        with atomic_write(self.ckpt, "wb") as f:  # a run killed mid-save keeps its previous checkpoint
+            torch.save({"modules": {k: m.state_dict() for k, m in self.modules.items()},
+                        "opt": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed}, f)
 
 
 def write_log(path: Path, cfg: TrainConfig, loop: Loop, quality: dict, extra: dict | None = None):
@@ -152,38 +158,35 @@ def labels_of(scenes, device) -> dict[str, torch.Tensor]:
     return {k: torch.tensor([l[k] for l in labs], device=device) for k in LABEL_CLASSES}
 
 
-def random_degrade(x: torch.Tensor, p: float, gen: torch.Generator):
-    """Degrade a random subset (probability p) with a random kind and strength.
-
-    Returns (images, is_degraded (B,) bool, kind (B,) index into DEGRADATIONS)."""
-    B, dev = x.shape[0], x.device
-    bad = torch.rand(B, generator=gen, device=dev) < p
-    kinds = torch.randint(len(DEGRADATIONS), (B,), generator=gen, device=dev)
-    out = x.clone()
-    for k, kind in enumerate(DEGRADATIONS):
-        sel = bad & (kinds == k)
-        if sel.any():
-            strength = float(0.25 + 0.75 * torch.rand(1, generator=gen, device=dev))
-            out[sel] = degrade(x[sel], kind, strength, gen)
-    return out, bad, kinds
+EVALUATOR_CONFIG = dict(feat_dim=128, embedding="bn", n_quality=4)  # version 2; quality = degrade.SEEN[:4]
 
 
 def train_evaluator(cfg: TrainConfig) -> dict:
-    """Attribute classifier on clean renders plus mild degradations (so it reads imperfect generations too)."""
+    """Attribute classifier plus a degradation-strength head on a normalised (BatchNorm, no ReLU) feature layer.
+
+    Images are degraded at graded strengths (`degrade.SEEN[:4]`, the pixel-space kinds; 20% clean) and the
+    quality head regresses each kind's strength (0 for the kinds not applied), so the features that feed FID
+    carry image damage as well as content, as Inception's pool3 does for real photos.
+    """
+    from .degrade import SEEN, random_graded
+
     torch.manual_seed(cfg.seed)
-    ev = Evaluator().to(cfg.device).train()
+    ev = Evaluator(**EVALUATOR_CONFIG).to(cfg.device).train()
+    kinds = SEEN[:EVALUATOR_CONFIG["n_quality"]]
     pool = ScenePool(cfg.pool_size, seed=cfg.seed + 10, device=cfg.device)
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 11)
     loop = Loop(cfg, {"evaluator": ev}, ev.parameters())
 
     def step():
         scenes, x, _ = pool.batch(cfg.batch_size)
-        x, _, _ = random_degrade(x, 0.3, gen)
+        x, strength, kind = random_graded(x, gen, kinds, p_clean=0.2)
         y = labels_of(scenes, cfg.device)
+        target = F.one_hot(kind, len(kinds)).float() * strength[:, None]  # (B, kinds): the applied kind's strength
         with autocast(cfg):
             logits = ev(x)
-        loss = sum(F.cross_entropy(logits[k].float(), y[k]) for k in LABEL_CLASSES)
-        return {"loss": loss}
+        attr = sum(F.cross_entropy(logits[k].float(), y[k]) for k in LABEL_CLASSES)
+        quality = F.binary_cross_entropy_with_logits(logits["quality"].float(), target)
+        return {"loss": attr + quality, "attr": attr, "quality": quality}
 
     loop.run(step)
     ev.eval()
@@ -191,13 +194,16 @@ def train_evaluator(cfg: TrainConfig) -> dict:
     x = render(scenes, torch.Generator(device=cfg.device).manual_seed(7), cfg.device)
     with torch.no_grad():
         pred = {k: torch.cat([ev(c)[k].argmax(1) for c in x.split(256)]) for k in LABEL_CLASSES}
+        feats = torch.cat([ev.features(c) for c in x.split(256)])
     y = labels_of(scenes, cfg.device)
     acc = {k: round(float((pred[k] == y[k]).float().mean()), 4) for k in LABEL_CLASSES}
     acc["all"] = round(float(torch.stack([pred[k] == y[k] for k in LABEL_CLASSES]).all(0).float().mean()), 4)
+    dead = int((feats.std(0) < 1e-6).sum())
     out = Path(cfg.out_dir) / "evaluator"
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
     save_file({k: v.to(torch.float16) for k, v in ev.state_dict().items() if v.is_floating_point()} |
               {k: v for k, v in ev.state_dict().items() if not v.is_floating_point()}, out / "evaluator.safetensors")
-    write_log(out, cfg, loop, {"accuracy_eval2048": acc}, {"params": n_params(ev)})
+    (out / "config.json").write_text(json.dumps(ev.config, indent=2))
+    write_log(out, cfg, loop, {"accuracy_eval2048": acc, "dead_feature_dims_eval2048": dead}, {"params": n_params(ev)})
     return acc

@@ -54,6 +54,7 @@ class TableJudge(nn.Module):
         self.visual, self.image_fn = _Visual(size), image_fn
         self.prompts = list(text_table)
         self.register_buffer("table", torch.tensor([text_table[p] for p in self.prompts], dtype=torch.float32))
+        self.logit_scale = nn.Parameter(torch.tensor(100.0).log(), requires_grad=False)  # OpenAI CLIP's value
 
     def tokenizer(self, prompts):
         return torch.tensor([[self.prompts.index(p)] for p in prompts])  # (B, 1)

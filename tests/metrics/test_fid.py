@@ -138,3 +138,22 @@ def test_clip_metrics_are_the_jaq_functions():
     from qsched_core import jaq
 
     assert metrics.clip_score is jaq.clip_score and metrics.clip_iqa is jaq.clip_iqa
+
+
+def test_fid_interval_contains_its_estimate_where_a_bootstrap_would_not():
+    """With n close to D, every with-replacement resample's FID lies above the estimate; half-sampling does not."""
+    ref = ReferenceStats.from_features("ref", gaussian(2000, 16, seed=7))
+    feats = gaussian(60, 16, shift=0.3, seed=8)
+    fid, lo, hi = bootstrap_fid_ci(feats, ref, n_boot=100)
+    assert lo <= fid <= hi, (lo, fid, hi)
+    rng = np.random.default_rng(0)
+    boots = [fid_to_reference(feats[rng.integers(0, 60, 60)], ref) for _ in range(50)]
+    assert np.quantile(boots, 0.025) > fid  # the old interval: entirely above its own estimate
+
+
+def test_kid_is_standardised_by_the_reference():
+    a, b = gaussian(300, 4, seed=9), gaussian(300, 4, seed=10)
+    scaled = kid_from_features(a * 100, b * 100, num_subsets=20, max_subset_size=100)
+    assert scaled == pytest.approx(kid_from_features(a, b, num_subsets=20, max_subset_size=100), rel=1e-6, abs=1e-9)
+    raw = kid_from_features(a * 100, b * 100, num_subsets=20, max_subset_size=100, normalize=False)
+    assert abs(raw) > 100 * abs(scaled)  # unnormalised, the kernel's scale swamps the comparison

@@ -11,10 +11,14 @@ PROMPTS = [s.caption for s in eval_prompts(2, seed=0)]
 
 
 def test_shipped_weights_fit_the_size_budget():
-    weights = list(TINYWORLD.rglob("*.safetensors"))
+    weights = [p for p in TINYWORLD.rglob("*.safetensors") if "legacy" not in p.parts]
     assert len(weights) == 6  # vae, text encoder, student UNet, teacher UNet, judge, evaluator
     total_mb = sum(p.stat().st_size for p in weights) / 2**20
     assert total_mb <= 40, f"shipped weights take {total_mb:.1f} MiB; DESIGN.md allows 40"
+    # the first judge and evaluator stay as the "instrument that cannot see the damage" of
+    # results/instrument_validity.md: 9 MiB more, outside the tiny world's own budget
+    legacy = [p for p in TINYWORLD.rglob("*.safetensors") if "legacy" in p.parts]
+    assert len(legacy) == 2 and sum(p.stat().st_size for p in legacy) / 2**20 <= 10
 
 
 def test_student_pipeline_one_step(pipe):
@@ -50,7 +54,8 @@ def test_evaluator_logits_and_features(evaluator):
     x = render(eval_prompts(3, seed=0), torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits, feats = evaluator(x), evaluator.features(x)
-    assert set(logits) == set(LABEL_CLASSES)
+    assert set(logits) == set(LABEL_CLASSES) | {"quality"}  # + the damage head (strength of 4 degradations)
     for name, n_classes in LABEL_CLASSES.items():
         assert logits[name].shape == (3, n_classes) and logits[name].dtype == torch.float32
-    assert feats.shape == (3, 256) and torch.isfinite(feats).all() and feats.min() >= 0  # after a ReLU
+    assert logits["quality"].shape == (3, 4)
+    assert feats.shape == (3, 128) and torch.isfinite(feats).all() and feats.min() < 0  # BatchNorm, no ReLU

@@ -132,14 +132,14 @@ def ref(evaluator, cache):
 
 def test_reference_stats_are_cached_per_evaluator_and_set(evaluator, ref, cache):
     files = list(cache.glob("*.npz"))
-    assert ref.n == 128 and ref.dim == 256 and len(files) == 1 and Q.weights_fingerprint(evaluator) in files[0].name
+    assert ref.n == 128 and ref.dim == 128 and len(files) == 1 and Q.weights_fingerprint(evaluator) in files[0].name
     again = Q.reference_stats(evaluator, n=128, seed=1, cache_dir=cache)  # loaded from disk
     assert (again.mu == ref.mu).all() and (again.sigma == ref.sigma).all()
     Q.reference_stats(evaluator, n=16, seed=1, held_out=True, cache_dir=cache)
     assert len(list(cache.glob("*.npz"))) == 2
 
 
-@pytest.mark.filterwarnings("ignore:Matrix is singular")  # 128 reference images < 256 feature dims
+@pytest.mark.filterwarnings("ignore:Matrix is singular")  # 128 reference images = 128 feature dims
 def test_evaluate_on_ground_truth_renders(evaluator, judge, ref):
     scenes = eval_prompts(32, seed=0)
     res = Q.evaluate(render(scenes, torch.Generator().manual_seed(9)), scenes, evaluator, judge, ref,
@@ -161,6 +161,9 @@ def test_student_quality_gate(pipe, evaluator):
 
 
 def test_judge_quality_gate(judge):
-    quality = evaluate_judge(judge.model, "cpu", n=64)
-    assert quality["retrieval_top1_512"] > 0.6, quality  # key name from evaluate_judge; here n = 64 pairs
-    assert quality["iqa_clean_wins_mean"] > 0.8, quality
+    quality = evaluate_judge(judge.model, "cpu", n=32)
+    assert quality["retrieval_top1_512"] > 0.6, quality  # key name from evaluate_judge; here n = 32 pairs
+    # graded: CLIP-IQA falls with the strength of every pixel-space degradation seen in training ...
+    assert all(quality["iqa_spearman"][k] < -0.6 for k in ("noise", "blur", "color_shift", "blocky")), quality
+    assert quality["iqa_spearman_held_out_mean"] < -0.1, quality  # ... and, more weakly, with unseen ones
+    assert quality["iqa_clean_above_095"] <= 0.3, quality  # not saturated on clean renders
