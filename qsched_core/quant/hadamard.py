@@ -139,7 +139,7 @@ def hadamard_transform(x: torch.Tensor) -> torch.Tensor:
     m, p = _check_size(k)
     y = fwht(x.reshape(*x.shape[:-1], m, p))  # (..., m, p) @ H_p
     if m > 1:
-        hm = _paley_cached(m - 1).to(x.dtype)
+        hm = _paley_cached(m - 1).to(device=x.device, dtype=x.dtype)
         y = torch.einsum("ij,...ip->...jp", hm, y)  # H_m^T acting on the m axis
     return y.reshape(x.shape) / k**0.5
 

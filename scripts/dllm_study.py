@@ -1,0 +1,46 @@
+"""Run the dLLM PTQ grid and write the results: python scripts/dllm_study.py --device cuda --workers 14
+
+Jobs append to --out (JSONL) as they finish, so a rerun resumes; --report-only rebuilds results/dllm_ptq.{md,csv,png}
+from the JSONL without running anything.
+"""
+import argparse
+import json
+from dataclasses import asdict, fields
+
+from qsched_core.dllm.study import StudyConfig, run_study
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--no-report", action="store_true", help="run the grid only (e.g. on a machine without matplotlib)")
+    p.add_argument("--analysis", action="store_true",
+                   help="instead of the grid: outlier analysis + CPU speed -> results/dllm_outliers.*, dllm_cpu_speed.json")
+    for f in fields(StudyConfig):
+        if isinstance(f.default, tuple):
+            p.add_argument(f"--{f.name.replace('_', '-')}", default=None, help="comma-separated")
+        else:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
+    args = vars(p.parse_args())
+    report_only, no_report, analysis = args.pop("report_only"), args.pop("no_report"), args.pop("analysis")
+    kw = {}
+    for f in fields(StudyConfig):
+        v = args[f.name]
+        if v is not None:
+            kw[f.name] = tuple((int if f.name == "seeds" else str)(s) for s in v.split(",")) \
+                if isinstance(f.default, tuple) else v
+    cfg = StudyConfig(**kw)
+    print(json.dumps(asdict(cfg)), flush=True)
+    if analysis:
+        from qsched_core.dllm.analysis import run_analysis
+        print(json.dumps(run_analysis(cfg.model_dir, "results"), indent=1), flush=True)
+        return
+    if not report_only:
+        run_study(cfg)
+    if not no_report:
+        from qsched_core.dllm.report import write_report
+        print(write_report(cfg.out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
