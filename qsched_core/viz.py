@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .checks import check_finite, check_int
 from .quant.primitives import choose_qparams, dequantize, quant_error, quantize
 from .quant.stats import ActStats
 
@@ -19,6 +20,7 @@ BITS_RANGE = tuple(range(2, 9))
 
 def demo_weight(n: int = 64, k: int = 256, outliers: int = 8, seed: int = 0) -> torch.Tensor:
     """A seeded (n, k) weight like a trained layer's: Gaussian, std 0.02, plus a few 10x outliers."""
+    check_int(n, "n", 1), check_int(k, "k", 1), check_int(outliers, "outliers", 0)
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(n, k, generator=g) * 0.02
     idx = torch.randint(0, n * k, (outliers,), generator=g)
@@ -63,7 +65,7 @@ def plot_quant_error(w: torch.Tensor | None = None, bits: int = 4, group_size: i
     errs = [quant_error(w, b, group_size, symmetric) for b in BITS_RANGE]
     ax_bits.semilogy(BITS_RANGE, errs, "o-")
     ax_bits.semilogy([bits], [errs[bits - BITS_RANGE[0]]], "r*", ms=14)
-    ax_bits.set(title="relative error vs bits", xlabel="bits", ylabel="||w_hat - w|| / ||w||")
+    ax_bits.set(title="relative error vs bits (lower is better)", xlabel="bits", ylabel="||w_hat - w|| / ||w||")
     gran = {None: "per-tensor", -1: "per-channel"}.get(group_size, f"group {group_size}")
     fig.suptitle(f"int{bits} {'symmetric' if symmetric else 'asymmetric'}, {gran}: "
                  f"relative error {errs[bits - BITS_RANGE[0]]:.2%}")
@@ -109,6 +111,7 @@ def show_images(images, titles: list[str] | None = None, ncols: int = 4) -> Figu
     imgs = _to_np(images)
     if imgs.ndim != 4 or imgs.shape[1] not in (1, 3):
         raise ValueError(f"images have shape {imgs.shape}; pass (B, 3, H, W) (or (B, 1, H, W))")
+    check_finite(imgs, "images", "the sampler or decoder diverged; a NaN pixel would be drawn as a valid colour")
     if imgs.min() < -1e-3 or imgs.max() > 1 + 1e-3:
         raise ValueError(f"images span [{imgs.min():.3g}, {imgs.max():.3g}]; map them to [0, 1] first "
                          f"(e.g. (x + 1) / 2 for VAE outputs)")
@@ -276,4 +279,108 @@ def plot_ptq_choice(results: dict, fp_images, method: str, preset: str) -> Figur
     titles = ["FP"] * len(fp) + [f"{method} {preset}"] * len(fp)
     fig = show_images(images, titles, ncols=len(fp))
     fig.suptitle(f"{method} at {preset}: UNet output error {run['error']:.4f} (relative, vs FP)")
+    return fig
+
+
+# ------------------------------------------------------------------------------------ course figures (notebooks 00-02)
+def _nice_gain(diffs: np.ndarray) -> int:
+    """The power of two that maps the 99th percentile of |difference| to about 1 (at least 1, at most 64)."""
+    p99 = float(np.percentile(diffs, 99)) if diffs.size else 0.0
+    return int(min(64, max(1, 2 ** np.floor(np.log2(1 / p99))))) if p99 > 0 else 64
+
+
+def image_grid(rows: dict, col_titles: list[str] | None = None, caption: str = "", size: float = 1.4) -> Figure:
+    """Images in labelled rows: `rows` maps a row label to images (B, 3|1, H, W) in [0, 1], one column per image.
+
+    Row labels sit on the left, `col_titles` (e.g. the prompts) above the first row, `caption` under the grid.
+    """
+    if not rows:
+        raise ValueError("rows is empty; pass {row label: images (B, 3, H, W)}")
+    arrays = {k: _to_np(v) for k, v in rows.items()}
+    widths = {k: a.shape[0] for k, a in arrays.items()}
+    if len(set(widths.values())) != 1 or any(a.ndim != 4 for a in arrays.values()):
+        raise ValueError(f"every row needs the same number of (B, C, H, W) images; got {widths}")
+    ncols = next(iter(widths.values()))
+    if col_titles is not None and len(col_titles) != ncols:
+        raise ValueError(f"{len(col_titles)} col_titles for {ncols} columns; pass one per column")
+    fig = Figure(figsize=(size * ncols + 1.2, size * len(rows) + 0.4 + 0.25 * bool(caption)), layout="constrained")
+    axes = np.array(fig.subplots(len(rows), ncols, squeeze=False))
+    for r, (label, imgs) in enumerate(arrays.items()):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.imshow(np.clip(imgs[c].transpose(1, 2, 0), 0, 1).squeeze(), cmap="inferno", vmin=0, vmax=1,
+                      interpolation="nearest")  # CHW -> HWC; one channel: a difference map
+            ax.set_xticks([]), ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if r == 0 and col_titles is not None:
+                ax.set_title(col_titles[c], fontsize=6.5)
+    if caption:
+        fig.supxlabel(caption, fontsize=8)
+    return fig
+
+
+def show_differences(reference, others: dict, ref_label: str = "reference", col_titles: list[str] | None = None,
+                     gain: int | None = None, caption: str = "", images: bool = True) -> Figure:
+    """Images that look alike, each row followed by its |difference| to `reference`, amplified `gain` times.
+
+    The difference rows are the per-pixel mean over RGB of |x - reference|, times `gain` (by default the power of
+    two that makes the largest differences visible), on a dark-is-equal colour scale; each row label gives the
+    mean |difference| in 8-bit grey levels (lower = closer to the reference). `images=False` draws only the
+    reference and the difference rows (when the images themselves are shown elsewhere).
+    """
+    ref = _to_np(reference)
+    diffs = {k: np.abs(_to_np(v) - ref).mean(1, keepdims=True) for k, v in others.items()}  # (B, 1, H, W)
+    gain = gain or _nice_gain(np.concatenate([d.ravel() for d in diffs.values()]))
+    rows = {ref_label: ref}
+    for k, v in others.items():
+        if images:
+            rows[k] = _to_np(v)
+        rows[f"|{k} - {ref_label}| x{gain}\nmean {255 * diffs[k].mean():.1f}/255"] = np.clip(diffs[k] * gain, 0, 1)
+    note = f"difference rows: black = identical, yellow = differs by >= 1/{gain} of the range (lower is closer)"
+    return image_grid(rows, col_titles, caption=f"{caption}\n{note}" if caption else note)
+
+
+def plot_centered_heatmap(values, row_labels, col_labels, center: float | None = 0.0, title: str = "",
+                          cbar_label: str = "", xlabel: str = "", ylabel: str = "", fmt: str = ".2f") -> Figure:
+    """Annotated seaborn heatmap on a diverging colour scale centred at `center` (e.g. a change vs a baseline);
+    `center=None` gives a sequential scale (e.g. accuracies)."""
+    import seaborn as sns
+
+    vals = _to_np(values).astype(float)
+    if vals.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"values have shape {vals.shape}; expected (len(row_labels), len(col_labels)) = "
+                         f"{(len(row_labels), len(col_labels))}")
+    fig = Figure(figsize=(1.1 * len(col_labels) + 2.4, 0.5 * len(row_labels) + 1.6), layout="constrained")
+    ax = fig.subplots()
+    scale = dict(cmap="viridis")
+    if center is not None:
+        span = float(np.nanmax(np.abs(vals - center))) or 1.0
+        scale = dict(cmap="RdBu_r", center=center, vmin=center - span, vmax=center + span)
+    sns.heatmap(vals, ax=ax, annot=True, fmt=fmt, xticklabels=list(col_labels), yticklabels=list(row_labels),
+                cbar_kws={"label": cbar_label}, **scale)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.tick_params(axis="y", rotation=0)
+    return fig
+
+
+def plot_bars(data, x: str, y: str, panel: str | None = None, better: dict | None = None, title: str = "",
+              hue: str | None = None, points: bool = False) -> Figure:
+    """seaborn bars: mean of `y` per `x` with a 95% bootstrap interval over the rows (e.g. images), one panel
+    per value of the `panel` column, each titled with its name and `better[name]` ("higher" / "lower");
+    `points` also draws every row as a dot (the spread behind the mean)."""
+    import seaborn as sns
+
+    names = list(dict.fromkeys(data[panel])) if panel else [y]
+    fig = Figure(figsize=(0.9 * data[x].nunique() * len(names) + 2.5, 3.4), layout="constrained")
+    for ax, name in zip(np.atleast_1d(fig.subplots(1, len(names))), names):
+        rows = data[data[panel] == name] if panel else data
+        sns.barplot(rows, x=x, y=y, hue=hue, ax=ax, errorbar=("ci", 95), seed=0, alpha=0.6 if points else 1.0)
+        if points:
+            sns.stripplot(rows, x=x, y=y, ax=ax, color="black", size=2.5, alpha=0.6, jitter=0.25)
+        note = f" ({better[name]} is better)" if better and name in better else ""
+        ax.set(title=f"{name}{note}", xlabel="", ylabel=name if panel else y)
+        ax.tick_params(axis="x", rotation=30, labelsize=7)
+    if title:
+        fig.suptitle(title)
     return fig

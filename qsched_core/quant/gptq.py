@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
+from ..progress import progress
 from .calib import collect_inputs, find_input_groups
 from .config import QuantConfig
 from .methods import PTQReport, measure
@@ -161,7 +162,7 @@ def gptq_quantize(model: nn.Module, cfg: QuantConfig, calib, *, filter_fn=is_lin
         groups = find_input_groups(model, calib, filter_fn, fold=False)
         if sequential:  # one calibration pass per group, on the partly quantized model
             report = PTQReport("gptq", cfg.name, [])
-            for group in groups:
+            for group in progress(groups, desc="gptq: sequential groups"):
                 stats = collect_inputs(model, [group], calib, tokens_per_call=tokens_per_call, hessian=True)
                 report.layers += quantize_plans(model, cfg, calib, [GroupPlan(group)], stats, "gptq", weight_fn).layers
         else:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..progress import progress
 from ..sampling import decode, initial_latents, sample_lcm
 from .loaders import GUIDANCE_SCALE
 from .models import n_params
@@ -94,7 +95,7 @@ def images_at_steps(pipe, captions: Sequence[str], steps: Sequence[int] = (1, 2,
     x_T = initial_latents(pipe, len(captions), torch.Generator().manual_seed(seed))  # (B, 4, 16, 16)
     out = {}
     with torch.no_grad():
-        for num_steps in steps:
+        for num_steps in progress(steps, desc="steps"):
             out[num_steps] = sample_lcm(pipe, list(captions), num_steps=num_steps, guidance_scale=guidance_scale,
                                         latents=x_T.clone(), generator=torch.Generator().manual_seed(seed + 1),
                                         **sample_kwargs)

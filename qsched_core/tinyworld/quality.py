@@ -27,8 +27,10 @@ from collections.abc import Sequence
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..checks import check_images
 from ..jaq import as_judge, clip_iqa, clip_score
 from ..metrics import ReferenceStats, attribute_accuracy, attribute_correct, bootstrap_fid_ci, extract_features
+from ..progress import progress
 from ..sampling import latent_shape, sample_lcm
 from ..stats import bootstrap_ci
 from ..utils import REPO_ROOT
@@ -67,6 +69,8 @@ def initial_noise(pipe, seed: int, indices: Sequence[int]) -> torch.Tensor:
 
 
 def _captions(scenes: Sequence[Scene | str]) -> list[str]:
+    if isinstance(scenes, str):  # a bare caption would be generated one character per image
+        raise ValueError(f"scenes={scenes!r} is a single string; pass a list of scenes or captions: [{scenes!r}]")
     return [s.caption if isinstance(s, Scene) else s for s in scenes]
 
 
@@ -86,7 +90,7 @@ def generate(pipe, scenes: Sequence[Scene | str], num_steps: int, guidance_scale
     with the same seed see the same noise for the same prompt (paired comparisons).
     """
     captions, out = _captions(scenes), []
-    for idx in _chunks(len(captions), batch_size):
+    for idx in progress(_chunks(len(captions), batch_size), desc=f"student, {num_steps} steps"):
         images = sample_lcm(pipe, [captions[i] for i in idx], num_steps=num_steps, guidance_scale=guidance_scale,
                             generator=image_generators(seed, idx), coeffs=coeffs,
                             scheduler_family=scheduler_family, eta=eta)
@@ -99,7 +103,7 @@ def generate_teacher(teacher_pipe, scenes: Sequence[Scene | str], num_steps: int
                      guidance_scale: float = GUIDANCE_SCALE, seed: int = 0, batch_size: int = 32) -> torch.Tensor:
     """DDIM teacher images (N, 3, H, W) in [0, 1] with classifier-free guidance, from the student's x_T."""
     captions, out = _captions(scenes), []
-    for idx in _chunks(len(captions), batch_size):
+    for idx in progress(_chunks(len(captions), batch_size), desc="teacher"):
         images = teacher_pipe(prompt=[captions[i] for i in idx], num_inference_steps=num_steps,
                               guidance_scale=guidance_scale, latents=initial_noise(teacher_pipe, seed, idx),
                               output_type="pt").images
@@ -135,6 +139,7 @@ def target_labels(scenes: Sequence[Scene]) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def predict_labels(evaluator, images: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
     """Evaluator argmax labels (N,) int64 per head for images (N, 3, 64, 64) in [0, 1]."""
+    check_images(images)  # [0, 255] or NaN images would give confident wrong labels
     device = next(evaluator.parameters()).device
     logits = [evaluator(chunk.to(device)) for chunk in images.split(batch_size)]
     return {k: torch.cat([lg[k].argmax(1).cpu() for lg in logits]) for k in LABEL_CLASSES}
