@@ -3,7 +3,7 @@
 #   make reproduce  create/reuse .venv, compute the result tables (make tables), then run every notebook top to
 #                   bottom in full mode (make notebooks); everything is written to results/
 #   make lab        JupyterLab on notebooks/
-#   make bench      Triton kernel benchmarks (needs a CUDA GPU; the kernels are not written yet)
+#   make bench      Triton kernel benchmarks vs cuBLAS and the copy bandwidth (needs a CUDA GPU) -> results/kernels.md
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,9 +24,9 @@ else
 RUNON := --device $(DEVICE) --batch-size 500
 endif
 
-.PHONY: setup test reproduce tables notebooks lab bench clean-venv
+.PHONY: setup browser test reproduce tables notebooks lab bench clean-venv
 
-setup: $(STAMP)
+setup: $(STAMP) browser
 
 # Re-installs only when requirements.txt or pyproject.toml change; otherwise this is a no-op.
 $(STAMP): requirements.txt pyproject.toml
@@ -35,10 +35,21 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# The browser test of the notebooks' widgets (tests/course/test_browser.py) drives Debian's chromium through
+# Playwright (pinned in requirements.txt; Playwright's own browser download is not used). Installed once, when apt-get
+# can be used as root; otherwise the test is skipped and says why. A no-op when chromium is there.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium for the browser test (apt-get)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	      echo "could not install chromium: the browser test will be skipped"; \
+	  else echo "chromium is missing and this is not root with apt-get: the browser test will be skipped"; fi; }
+
 # The notebooks run in a pytest process of their own, with QSCHED_HEADLESS=1: headless, a cell that calls
 # ipywidgets' interact now and then never finishes (kernel and client both idle), so the notebooks' widgets go
 # through qsched_core.widgets.live, which runs the wrapped function once instead (see that module).
-test: $(STAMP)
+test: $(STAMP) browser
 	QSCHED_FAST=1 $(PY) -m pytest -q tests
 	QSCHED_FAST=1 QSCHED_HEADLESS=1 $(PY) -m pytest -q --nbmake --nbmake-timeout=900 notebooks
 
@@ -46,6 +57,9 @@ reproduce: tables notebooks
 
 # Each command writes the results/ file named after it and records its own command line, machine and wall time there.
 tables: $(STAMP)
+	@[ "$(DEVICE)" != cpu ] || echo "make tables on this CPU: roughly 6-7 h from an empty .cache/ (minutes when" \
+	  "every cell is cached); on a CUDA GPU run 'make reproduce DEVICE=cuda' instead (README.md, Two commands)"
+	$(PY) scripts/instrument_validity.py $(RUNON)
 	$(PY) scripts/eval_tinyworld.py --n-prompts 500 --no-speed $(RUNON)
 	$(PY) scripts/bench_tinyworld_cpu.py
 	$(PY) scripts/qsched_tinyworld_sweep.py
@@ -69,10 +83,9 @@ notebooks: $(STAMP)
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/
 
+# Needs one CUDA GPU (~4 min on an H200); writes results/kernels.md, kernels.csv and kernels_roofline.png.
 bench: $(STAMP)
-	@test -f kernels/bench.py || { echo "kernels/bench.py does not exist yet: the Triton kernels are not written" \
-	  "(README.md, Status)"; exit 1; }
-	$(PY) kernels/bench.py
+	$(PY) kernels/bench.py --out results
 
 clean-venv:
 	rm -rf $(VENV)
