@@ -17,6 +17,7 @@ JAQ of a set is log(mean CLIPScore) + k * mean CLIP-IQA (`jaq.jaq`), so it is re
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -153,8 +154,12 @@ def noise_floor(evaluator, n: int, seed: int = 11) -> tuple[float, np.ndarray]:
     return fid_eigh(a, ReferenceStats.from_features("renders-b", b)), b
 
 
-def analyse(scores: dict[str, dict], inst: Instrument, ref: ReferenceStats, cfg: ValidityConfig) -> dict:
-    """Every number of the report for one instrument, from per-image scores of every variant."""
+def analyse(scores: dict[str, dict], inst: Instrument, ref: ReferenceStats, cfg: ValidityConfig,
+            floor: tuple[float, np.ndarray]) -> dict:
+    """Every number of the report for one instrument, from per-image scores of every variant.
+
+    floor: `noise_floor(inst.evaluator, n)` at the number of images n per variant (passed in, so instruments that
+    share an evaluator render it once)."""
     k, fp = cfg.k, scores["fp-4step"]
     rows = {}
     for name, s in scores.items():
@@ -164,7 +169,7 @@ def analyse(scores: dict[str, dict], inst: Instrument, ref: ReferenceStats, cfg:
     d = {n: {m: rows[n][m] - rows["fp-4step"][m] for m in ("jaq", "fid", "acc_objects")} for n in rows if n != "fp-4step"}
     order = {n: paired_jaq_diff(fp, scores[n], k, cfg.n_boot) for n in (*ORDER[1:], "w4a8-qmax-4step") if n in scores}
     n_img = len(fp["tc"])
-    floor, render_b = noise_floor(inst.evaluator, n_img)
+    floor, render_b = floor
     ref_b = ReferenceStats.from_features("renders-b", render_b)
     w4 = scores.get("w4a8-4step")
     return {
@@ -204,14 +209,19 @@ def run_validity(pipe, instruments: list[Instrument], cfg: ValidityConfig, vae=N
     w4_table = generate(quantized_pipeline(pipe, "w4a8")[0], table_scenes, 4, seed=0, batch_size=cfg.batch_size)
     log(f"generated {len(images)} variants x {len(scenes) * len(cfg.seeds)} images in {time.perf_counter() - t0:.0f} s")
     captions, all_scenes = [s.caption for s in scenes] * len(cfg.seeds), list(scenes) * len(cfg.seeds)
-    out, curves = [], {}
+    out, curves, floors = [], {}, {}
+
+    def floor_of(evaluator, n: int) -> tuple[float, np.ndarray]:  # once per evaluator and size: thousands of renders
+        if (id(evaluator), n) not in floors:
+            floors[(id(evaluator), n)] = noise_floor(evaluator, n)
+        return floors[(id(evaluator), n)]
+
     for inst in instruments:
         scores = {n: score_images(im, captions, inst, all_scenes) for n, im in images.items()}
-        ev_cpu = type(inst.evaluator)(**inst.evaluator.config)
-        ev_cpu.load_state_dict(inst.evaluator.state_dict())
-        ref = reference_stats(ev_cpu.eval(), n=cfg.n_ref, seed=cfg.ref_seed)
-        out.append(analyse(scores, inst, ref, cfg))
-        floor, render_b = noise_floor(inst.evaluator, cfg.table_n)
+        # reference renders come from the CPU renderer: their features are taken on a CPU copy of the evaluator
+        ref = reference_stats(copy.deepcopy(inst.evaluator).cpu(), n=cfg.n_ref, seed=cfg.ref_seed)
+        out.append(analyse(scores, inst, ref, cfg, floor_of(inst.evaluator, len(captions))))
+        floor, render_b = floor_of(inst.evaluator, cfg.table_n)
         w4 = extract_features(w4_table.to(next(inst.evaluator.parameters()).device), inst.evaluator.features)
         out[-1].update(table_n=cfg.table_n, fid_floor_table_n=floor,
                        fid_w4a8_table_n=fid_eigh(w4, ReferenceStats.from_features("renders-b", render_b)))
