@@ -17,7 +17,9 @@ def main():
     p.add_argument("--analysis", action="store_true",
                    help="instead of the grid: outlier analysis + CPU speed -> results/dllm_outliers.*, dllm_cpu_speed.json")
     for f in fields(StudyConfig):
-        if isinstance(f.default, tuple):
+        if isinstance(f.default, bool):
+            p.add_argument(f"--{f.name.replace('_', '-')}", action="store_true", default=None)
+        elif isinstance(f.default, tuple):
             p.add_argument(f"--{f.name.replace('_', '-')}", default=None, help="comma-separated")
         else:
             p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)

@@ -93,6 +93,7 @@ class StudyConfig:
     threads: int = 1              # torch threads per worker
     out: str = "results/dllm_ptq.jsonl"
     time_limit_min: float = 0.0   # stop submitting new jobs after this many minutes (0 = no limit)
+    eval_in_workers: bool = False  # workers > 1: each worker also evaluates its model on `device` (parallel GPU use)
 
     def __post_init__(self):
         bad = [s for s in self.settings if s not in METHODS_FOR]
@@ -175,10 +176,14 @@ def eval_job(job: Job, model, ptq_s: float, summary: dict, cfg: StudyConfig) -> 
 
 
 def _ptq_worker(args):
-    """Pool worker: PTQ on the CPU; the model travels back serialized (torch.save), errors as text."""
+    """Pool worker: PTQ on the CPU; the model travels back serialized (torch.save), errors as text.
+
+    With cfg.eval_in_workers the worker evaluates the model itself and returns the finished row (a dict)."""
     job, cfg = args
     try:
         model, ptq_s, summary = ptq_job(job, cfg)
+        if cfg.eval_in_workers:
+            return job, eval_job(job, model, ptq_s, summary, cfg), ptq_s, summary
         buf = io.BytesIO()
         torch.save(model, buf)
         return job, buf.getvalue(), ptq_s, summary
@@ -203,7 +208,8 @@ def run_study(cfg: StudyConfig) -> list[dict]:
     """Run every job of the grid not yet in cfg.out (resumable); returns all results.
 
     workers > 1: PTQ runs in `workers` CPU processes while this process evaluates each finished model on
-    cfg.device, one at a time (one CUDA context, no contention between evaluations).
+    cfg.device, one at a time (one CUDA context, no contention between evaluations); with cfg.eval_in_workers
+    every worker evaluates its own models too (one CUDA context per worker; evaluation stops being serial).
     """
     done = {r["key"] for r in load_results(cfg.out) if "error" not in r}
     todo = sorted((j for j in grid(cfg) if j.key not in done), key=lambda j: _priority(j, cfg))
@@ -241,6 +247,8 @@ def run_study(cfg: StudyConfig) -> list[dict]:
                     break
                 if isinstance(blob, str):
                     finish(job, dict(asdict(job), key=job.key, error=blob), 0, {})
+                elif isinstance(blob, dict):
+                    finish(job, blob, ptq_s, summary)
                 else:
                     finish(job, torch.load(io.BytesIO(blob), weights_only=False), ptq_s, summary)
     return load_results(cfg.out)

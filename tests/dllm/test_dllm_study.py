@@ -52,3 +52,14 @@ def test_tiny_end_to_end_job(tiny_model, tmp_path):
     assert [r["key"] for r in rows] == ["base/fp/fp/0", "base/smoothquant/w4a4/0"]
     assert all(len(r["items"]["qa"]) == 2 for r in rows)
     assert run_study(cfg) == rows  # resumes: nothing left to run
+
+
+def test_workers_that_evaluate_match_the_serial_run(tiny_model, tmp_path):
+    save_safetensors(tiny_model, tmp_path / "base.safetensors", dtype=torch.float32)
+    kw = dict(model_dir=str(tmp_path), models=("base",), settings=("w4a4",), methods=("rtn", "smoothquant"),
+              seeds=(0,), n_items=2, mc_num=2, n_calib=4, calib_batch=4)
+    serial = run_study(StudyConfig(**kw, out=str(tmp_path / "serial.jsonl")))
+    par = run_study(StudyConfig(**kw, workers=2, eval_in_workers=True, out=str(tmp_path / "par.jsonl")))
+    assert "error" not in str(par)
+    key = lambda r: (r["key"], r["items"], r["acc"])
+    assert sorted(map(key, par)) == sorted(map(key, serial))
