@@ -18,11 +18,6 @@ export PYTHONHASHSEED := 0
 # DEVICE=cuda computes the tables on a GPU (same prompts and noise; faster). Cells, searches and reference features
 # are cached under .cache/, so an interrupted `make reproduce` resumes and a finished one only rebuilds the reports.
 DEVICE ?= cpu
-ifeq ($(DEVICE),cpu)
-RUNON := --device cpu
-else
-RUNON := --device $(DEVICE) --batch-size 500
-endif
 
 .PHONY: setup browser test reproduce tables notebooks lab bench clean-venv
 
@@ -55,21 +50,14 @@ test: $(STAMP) browser
 
 reproduce: tables notebooks
 
-# Each command writes the results/ file named after it and records its own command line, machine and wall time there.
+# scripts/tables.py runs every table script in order (validity, main, search, ptq, sweep, ablations, quality, CPU
+# speed, dLLM report), each writing the results/ file named after it with its own command line, machine and wall
+# time; the driver writes results/tables_timing.md (per stage: wall time and outcome, and the total).
 tables: $(STAMP)
-	@[ "$(DEVICE)" != cpu ] || echo "make tables on this CPU: roughly 6-7 h from an empty .cache/ (minutes when" \
-	  "every cell is cached); on a CUDA GPU run 'make reproduce DEVICE=cuda' instead (README.md, Two commands)"
-	$(PY) scripts/instrument_validity.py $(RUNON)
-	$(PY) scripts/eval_tinyworld.py --n-prompts 500 --no-speed $(RUNON)
-	$(PY) scripts/bench_tinyworld_cpu.py
-	$(PY) scripts/qsched_tinyworld_sweep.py
-	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0,1,2 --steps 2,4,8 --ptq-methods '' --no-sweep $(RUNON)
-	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0 --steps 4 --presets w4a8,w8a8 --ptq-presets w4a8,w8a8 \
-	  --no-sweep --name qsched_ptq $(RUNON)
-	$(PY) scripts/qsched_eval.py --n-prompts 1000 --seeds 0,1,2 --steps 4 --presets w4a8 --ptq-methods '' \
-	  --name qsched_sweep $(RUNON)
-	$(PY) scripts/qsched_ablations.py $(RUNON)
-	$(PY) scripts/qsched_ablations.py --steps 2 --n-prompts 200 --name qsched_ablations_2step $(RUNON)
+	@[ "$(DEVICE)" != cpu ] || echo "make tables on this CPU: roughly 10 h from an empty .cache/ (estimated from the" \
+	  "measured student speed, results/tinyworld_cpu_speed.md; minutes when every cell is cached); on a CUDA GPU run" \
+	  "'make reproduce DEVICE=cuda' instead (README.md, Two commands; results/tables_timing.md has the measured times)"
+	$(PY) scripts/tables.py --device $(DEVICE)
 
 notebooks: $(STAMP)
 	@mkdir -p results/notebooks

@@ -27,7 +27,7 @@ from diffusers import LCMScheduler, TCDScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 from .checks import check_number
-from .sched import QSchedCoefficients, QSchedLCMScheduler, QSchedTCDScheduler
+from .sched import CoefficientBatch, QSchedCoefficients, QSchedLCMScheduler, QSchedTCDScheduler
 
 FAMILIES = {"lcm": QSchedLCMScheduler, "tcd": QSchedTCDScheduler}
 
@@ -103,14 +103,17 @@ def make_scheduler(pipe, family: str, coeffs: QSchedCoefficients | None):
 
 def sample_lcm(pipe, prompts: Sequence[str] | None = None, *, prompt_embeds: torch.Tensor | None = None,
                num_steps: int = 4, guidance_scale: float = 8.0, latents: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, coeffs: QSchedCoefficients | None = None,
+               generator: torch.Generator | list[torch.Generator] | None = None,
+               coeffs: QSchedCoefficients | CoefficientBatch | None = None,
                scheduler_family: str = "lcm", eta: float = 0.0, output: str = "images") -> torch.Tensor:
     """Few-step LCM / TCD sampling with Q-Sched coefficients; images (B, 3, H, W) in [0, 1] or final latents.
 
     Matches `pipe(prompt=prompts, num_inference_steps=num_steps, guidance_scale=guidance_scale, latents=latents,
     generator=generator, output_type="pt").images` when coeffs is None and scheduler_family="lcm".
-    `generator` draws the initial latents (when `latents` is None) and then the per-step noise, in that order.
-    coeffs=None runs the stock update (identity ramps), whatever coefficients `pipe.scheduler` may hold.
+    `generator` draws the initial latents (when `latents` is None) and then the per-step noise, in that order;
+    a list of B generators gives every sample its own noise stream (as diffusers' `randn_tensor` does).
+    coeffs=None runs the stock update (identity ramps), whatever coefficients `pipe.scheduler` may hold; a
+    `CoefficientBatch` of B entries gives sample j its own coefficients (the batched search engine).
     """
     if (prompts is None) == (prompt_embeds is None):
         raise ValueError("pass exactly one of prompts= (list of strings) or prompt_embeds= (B, L, D)")
@@ -123,6 +126,10 @@ def sample_lcm(pipe, prompts: Sequence[str] | None = None, *, prompt_embeds: tor
     # 1. text condition (B, L, D)
     embeds = encode_prompts(pipe, prompts) if prompt_embeds is None else prompt_embeds
     batch = embeds.shape[0]
+    for name, n in (("coeffs", len(coeffs) if isinstance(coeffs, CoefficientBatch) else batch),
+                    ("generator", len(generator) if isinstance(generator, list) else batch)):
+        if n != batch:
+            raise ValueError(f"{name} has {n} entries but the batch has {batch} prompts; give one per prompt")
     # 2. a fresh Q-Sched scheduler and its N timesteps (e.g. N=4: [999, 759, 499, 259])
     scheduler = make_scheduler(pipe, scheduler_family, coeffs)
     scheduler.set_timesteps(num_steps, device=pipe.unet.device)
@@ -146,3 +153,6 @@ def sample_lcm(pipe, prompts: Sequence[str] | None = None, *, prompt_embeds: tor
     final = denoised if scheduler_family == "lcm" else latents
     final = final.to(embeds.dtype)
     return final if output == "latents" else decode(pipe, final)
+
+
+sample_lcm.supports_coefficient_batch = True  # search.generate_points may pass a CoefficientBatch

@@ -165,6 +165,42 @@ class QSchedCoefficients:
         return cls(**config)
 
 
+@dataclass
+class CoefficientBatch:
+    """One `QSchedCoefficients` per sample of a batch: many coefficient settings rendered in one sampler call.
+
+    The search engine stacks G grid points x n calibration prompts into one batch of G*n samples; sample j is
+    updated with items[j]. `ramps` returns (N, B) tensors; the scheduler applies column j to sample j.
+    """
+
+    items: list[QSchedCoefficients]
+
+    def __post_init__(self):
+        if not isinstance(self.items, (list, tuple)) or not self.items or \
+                not all(isinstance(c, QSchedCoefficients) for c in self.items):
+            raise ValueError(f"CoefficientBatch needs a non-empty list of QSchedCoefficients (one per sample), got "
+                             f"{type(self.items).__name__} of {len(self.items) if hasattr(self.items, '__len__') else '?'}")
+        self.items = list(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def ramps(self, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c_x, c_eps), each (N, B): column j holds sample j's per-step coefficients (built once per N)."""
+        cache = self.__dict__.setdefault("_ramps", {})
+        if num_steps not in cache:
+            pairs = [c.ramps(num_steps) for c in self.items]
+            cache[num_steps] = torch.stack([p[0] for p in pairs], 1), torch.stack([p[1] for p in pairs], 1)
+        return cache[num_steps]
+
+    @property
+    def is_identity(self) -> bool:
+        return all(c.is_identity for c in self.items)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"batch": [c.to_config() for c in self.items]}
+
+
 def _init_with_coefficients(base: type):
     """An `__init__` taking the base scheduler's arguments plus `coefficients=`.
 
@@ -187,13 +223,15 @@ class QSchedMixin:
 
     coefficients: QSchedCoefficients
 
-    def set_coefficients(self, coefficients: QSchedCoefficients | dict | None = None) -> None:
+    def set_coefficients(self, coefficients: QSchedCoefficients | CoefficientBatch | dict | None = None) -> None:
         """Install the ramps (None = identity) and record them, as floats, in `self.config['coefficients']`."""
-        if isinstance(coefficients, dict) or coefficients is None:
+        if isinstance(coefficients, dict) and set(coefficients) == {"batch"}:
+            coefficients = CoefficientBatch([QSchedCoefficients.from_config(c) for c in coefficients["batch"]])
+        elif isinstance(coefficients, dict) or coefficients is None:
             coefficients = QSchedCoefficients.from_config(coefficients)
-        if not isinstance(coefficients, QSchedCoefficients):
-            raise ValueError(f"coefficients={coefficients!r} must be a QSchedCoefficients, its to_config() dict, "
-                             "or None for the identity")
+        if not isinstance(coefficients, (QSchedCoefficients, CoefficientBatch)):
+            raise ValueError(f"coefficients={coefficients!r} must be a QSchedCoefficients, a CoefficientBatch, "
+                             "their to_config() dict, or None for the identity")
         self.coefficients = coefficients
         self.register_to_config(coefficients=coefficients.to_config())
 
@@ -209,6 +247,22 @@ class QSchedMixin:
         c_x, c_eps = self.coefficients.ramps(len(self.timesteps))
         return c_x[self.step_index], c_eps[self.step_index]
 
+    def scaled_pair(self, timestep, sample: torch.Tensor, model_output: torch.Tensor):
+        """(c^x_i x_t, c^eps_i eps_hat) for the step about to run; per-sample coefficients (a CoefficientBatch)
+        scale sample j of the batch by their j-th entry."""
+        c_x, c_eps = self.current_coefficients(timestep)
+        return _scale(c_x, sample), _scale(c_eps, model_output)
+
+
+def _scale(c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """c * t for a 0-d c (bit-identical to the plain product) or a per-sample (B,) c against t (B, ...)."""
+    if c.ndim == 0:
+        return c * t
+    if c.numel() != t.shape[0]:
+        raise ValueError(f"the CoefficientBatch has {c.numel()} entries but the batch has {t.shape[0]} samples; "
+                         "give one QSchedCoefficients per sample")
+    return c.to(device=t.device, dtype=t.dtype).view(-1, *[1] * (t.ndim - 1)) * t
+
 
 class QSchedLCMScheduler(QSchedMixin, LCMScheduler):
     """`LCMScheduler` with Q-Sched coefficients (spec 1.3b); returns (prev_sample, denoised) like the parent."""
@@ -216,10 +270,9 @@ class QSchedLCMScheduler(QSchedMixin, LCMScheduler):
     __init__ = _init_with_coefficients(LCMScheduler)
 
     def step(self, model_output, timestep, sample, generator=None, return_dict=True):
-        # 1. step index i and this step's coefficients (c^x_i, c^eps_i)
-        c_x, c_eps = self.current_coefficients(timestep)
+        # 1. step index i and this step's coefficients (c^x_i, c^eps_i), inside scaled_pair
         # 2. pre-condition the pair: x_t <- c^x_i x_t, eps_hat <- c^eps_i eps_hat (the UNet saw the plain x_t)
-        sample, model_output = c_x * sample, c_eps * model_output
+        sample, model_output = self.scaled_pair(timestep, sample, model_output)
         # 3. the stock LCM update on the scaled pair: x0_hat = (x_t - sigma_t eps_hat) / alpha_t,
         #    denoised = c_out x0_hat + c_skip x_t, x_prev = alpha_prev denoised + sigma_prev z (no z at the end)
         return super().step(model_output, timestep, sample, generator=generator, return_dict=return_dict)
@@ -234,10 +287,9 @@ class QSchedTCDScheduler(QSchedMixin, TCDScheduler):
         if eta is None:  # LatentConsistencyModelPipeline passes eta=None; the stock TCD step fails on it
             raise ValueError("eta=None: pass TCD's gamma explicitly (0.0 = deterministic), e.g. through "
                              "qsched_core.sampling.sample_lcm(..., scheduler_family='tcd', eta=0.0)")
-        # 1. step index i and this step's coefficients (c^x_i, c^eps_i)
-        c_x, c_eps = self.current_coefficients(timestep)
+        # 1. step index i and this step's coefficients (c^x_i, c^eps_i), inside scaled_pair
         # 2. pre-condition the pair: x_t <- c^x_i x_t, eps_hat <- c^eps_i eps_hat
-        sample, model_output = c_x * sample, c_eps * model_output
+        sample, model_output = self.scaled_pair(timestep, sample, model_output)
         # 3. the stock TCD update: x0_hat = (x_t - sigma_t eps_hat) / alpha_t, x_s' = alpha_s' x0_hat +
         #    sigma_s' eps_hat (the same c^eps_i eps_hat, as in the paper), then re-noise s' -> s when gamma > 0
         return super().step(model_output, timestep, sample, eta=eta, generator=generator, return_dict=return_dict)
@@ -249,10 +301,9 @@ class QSchedEulerAncestralScheduler(QSchedMixin, EulerAncestralDiscreteScheduler
     __init__ = _init_with_coefficients(EulerAncestralDiscreteScheduler)
 
     def step(self, model_output, timestep, sample, generator=None, return_dict=True):
-        # 1. step index i and this step's coefficients (c^x_i, c^eps_i)
-        c_x, c_eps = self.current_coefficients(timestep)
+        # 1. step index i and this step's coefficients (c^x_i, c^eps_i), inside scaled_pair
         # 2. pre-condition the pair in fp32 like the parent: x <- c^x_i x, eps_hat <- c^eps_i eps_hat
-        sample, model_output = c_x * sample.to(torch.float32), c_eps * model_output
+        sample, model_output = self.scaled_pair(timestep, sample.to(torch.float32), model_output)
         # 3. the stock Euler-ancestral update: x0_hat = x - sigma_i eps_hat, d = (x - x0_hat) / sigma_i,
         #    x_next = x + d (sigma_down - sigma_i) + sigma_up z
         return super().step(model_output, timestep, sample, generator=generator, return_dict=return_dict)
@@ -265,10 +316,9 @@ class QSchedFlowMatchEulerScheduler(QSchedMixin, FlowMatchEulerDiscreteScheduler
 
     def step(self, model_output, timestep, sample, s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0,
              generator=None, per_token_timesteps=None, return_dict=True):
-        # 1. step index i and this step's coefficients (c^x_i, c^eps_i)
-        c_x, c_eps = self.current_coefficients(timestep)
+        # 1. step index i and this step's coefficients (c^x_i, c^eps_i), inside scaled_pair
         # 2. pre-condition the pair in fp32 like the parent: x <- c^x_i x, v_hat <- c^eps_i v_hat
-        sample, model_output = c_x * sample.to(torch.float32), c_eps * model_output
+        sample, model_output = self.scaled_pair(timestep, sample.to(torch.float32), model_output)
         # 3. the stock Euler update in flow time: x_next = x + (sigma_{i+1} - sigma_i) v_hat
         return super().step(model_output, timestep, sample, s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax,
                             s_noise=s_noise, generator=generator, per_token_timesteps=per_token_timesteps,

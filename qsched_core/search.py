@@ -4,8 +4,13 @@ The paper (spec section 2.2) runs an exhaustive grid over (s, m) = (start_x, sta
 renders every calibration prompt at every point, scores each point by the set-averaged JAQ and keeps the argmax.
 Three details decide whether that works, and all three are explicit here:
   * Common random numbers. The gains are small shifts around 1, easily swamped by seed noise on 5 prompts, so
-    every point sees the same prompts, the same initial latents (drawn once) and the same per-step noise (a
-    fresh generator with the same seed per batch). Differences between points are then due to the coefficients.
+    every point sees the same prompts, the same initial latents (drawn once) and the same per-step noise (every
+    calibration image has its own generator, seed + 1 + its index, fresh at every point). Differences between
+    points are then due to the coefficients, and a point's images do not depend on which points share its batch.
+  * Batched points. Because the noise is per image, G grid points x n prompts run as ONE sampler call of G*n
+    samples, each with its own coefficients (`sched.CoefficientBatch`); `max_rows` caps the rows per call. The
+    grid and the coarse grid of coarse_to_fine are rendered this way (on a GPU a whole 11x11 grid is one or two
+    calls); a point-at-a-time loop gives the same images up to float rounding (tested).
   * The argmax runs over JAQ. The released code took it over raw score lists, which in effect picked the point
     with the best CLIPScore (spec section 6.1); `SearchResult.best` is max(points, key=jaq) and `load` re-checks it.
   * Edge winners are flagged (`on_edge`): a winner on the border of the range may be a truncated optimum.
@@ -37,9 +42,9 @@ from tqdm.auto import tqdm
 from .checks import check_number
 from .utils import atomic_write_text
 from .sampling import encode_prompts, initial_latents, sample_lcm
-from .sched import QSchedCoefficients
+from .sched import CoefficientBatch, QSchedCoefficients
 
-SCHEMA, VERSION = "qsched.search_result", 1
+SCHEMA, VERSION = "qsched.search_result", 2  # 2: per-image common random numbers (SearchConfig.crn)
 METHODS = ("grid", "coarse_to_fine", "gradient")
 SCORE_KEYS = ("tc", "iq", "jaq")
 POINT_KEYS = ("start_x", "start_eps", *SCORE_KEYS)
@@ -63,11 +68,14 @@ class SearchConfig:
     grad_steps: int = 6         # gradient: evaluated iterates (each one forward + one backward pass)
     grad_lr: float = 0.02       # gradient: Adam step size, roughly the coefficient change per iteration
     progress: bool = True       # tqdm bars
+    max_rows: int = 640         # samples per batched sampler call (grid points x prompts); memory, not results
+    crn: str = "per_image"      # one noise generator per calibration image; "per_batch" marks version-1 results
 
     def __post_init__(self):
         for name in ("grid_min", "grid_max", "eta", "grad_lr", "guidance_scale"):  # "0.8" or nan would fail later
             check_number(getattr(self, name), name)
-        for name in ("num_prompts", "grid_points", "num_steps", "batch_size", "coarse_points", "grad_steps"):
+        for name in ("num_prompts", "grid_points", "num_steps", "batch_size", "coarse_points", "grad_steps",
+                     "max_rows"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}={v!r} must be an int >= 1")
@@ -76,6 +84,9 @@ class SearchConfig:
                              "0 < grid_min < grid_max (the paper uses 0.8 and 1.1-1.2)")
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} must be one of {METHODS}")
+        if self.crn not in ("per_image", "per_batch"):
+            raise ValueError(f"crn={self.crn!r} must be 'per_image' ('per_batch' only labels searches saved by "
+                             "the version-1 engine, one noise generator per batch of prompts)")
         if self.scheduler_family not in ("lcm", "tcd"):
             raise ValueError(f"scheduler_family={self.scheduler_family!r} must be 'lcm' or 'tcd'")
         if not 0.0 <= self.eta <= 1.0:
@@ -153,10 +164,12 @@ class SearchResult:
             raw = json.loads(Path(path).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not valid JSON ({err}); re-run the search to rewrite it") from err
-        if not isinstance(raw, dict) or raw.get("schema") != SCHEMA or raw.get("version") != VERSION:
+        if not isinstance(raw, dict) or raw.get("schema") != SCHEMA or raw.get("version") not in (1, VERSION):
             found = (raw.get("schema"), raw.get("version")) if isinstance(raw, dict) else type(raw).__name__
-            raise ValueError(f"{path} has schema/version {found}, expected ({SCHEMA!r}, {VERSION}); it was not "
-                             "written by SearchResult.save of this version")
+            raise ValueError(f"{path} has schema/version {found}, expected ({SCHEMA!r}, 1 or {VERSION}); it was not "
+                             "written by SearchResult.save")
+        if raw["version"] == 1 and isinstance(raw.get("config"), dict):  # rendered with one generator per batch
+            raw["config"] = {**raw["config"], "crn": "per_batch"}
         raw = {k: v for k, v in raw.items() if k not in ("schema", "version")}
         try:
             result = cls(**raw)
@@ -204,15 +217,20 @@ class CalibrationBatch:
     prompts: list[str]
     embeds: torch.Tensor   # (b, L, D)
     latents: torch.Tensor  # (b, C, h, w), drawn once and reused at every point
-    seed: int              # seed of the fresh per-step-noise generator, the same at every point
+    seeds: list[int]       # per-image seeds of the fresh per-step-noise generators, the same at every point
+
+    def generators(self, repeats: int = 1) -> list[torch.Generator]:
+        """Fresh generators, one per image, the batch's images repeated `repeats` times (one copy per point)."""
+        return [torch.Generator().manual_seed(s) for _ in range(repeats) for s in self.seeds]
 
 
 def calibration_batches(pipe, prompts: Sequence[str], cfg: SearchConfig) -> list[CalibrationBatch]:
-    """The common random numbers: prompt embeddings, initial latents and per-batch noise seeds, fixed once."""
+    """The common random numbers: prompt embeddings, initial latents and per-image noise seeds, fixed once."""
     latents = initial_latents(pipe, len(prompts), torch.Generator().manual_seed(cfg.seed))  # (n, C, h, w)
     slices = [slice(lo, lo + cfg.batch_size) for lo in range(0, len(prompts), cfg.batch_size)]
-    return [CalibrationBatch(list(prompts[s]), encode_prompts(pipe, prompts[s]), latents[s], cfg.seed + 1 + k)
-            for k, s in enumerate(slices)]
+    return [CalibrationBatch(list(prompts[s]), encode_prompts(pipe, prompts[s]), latents[s],
+                             list(range(cfg.seed + 1 + s.start, cfg.seed + 1 + s.start + len(prompts[s]))))
+            for s in slices]
 
 
 def generate(pipe, batches: list[CalibrationBatch], cfg: SearchConfig, coeffs: QSchedCoefficients,
@@ -220,8 +238,37 @@ def generate(pipe, batches: list[CalibrationBatch], cfg: SearchConfig, coeffs: Q
     """All calibration images (n, 3, H, W) for one coefficient setting, under common random numbers."""
     kwargs = dict(num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, coeffs=coeffs,
                   scheduler_family=cfg.scheduler_family, eta=cfg.eta)
-    return torch.cat([sampler(pipe, prompt_embeds=b.embeds, latents=b.latents,
-                              generator=torch.Generator().manual_seed(b.seed), **kwargs) for b in batches])
+    return torch.cat([sampler(pipe, prompt_embeds=b.embeds, latents=b.latents, generator=b.generators(), **kwargs)
+                      for b in batches])
+
+
+@torch.no_grad()
+def generate_points(pipe, batches: list[CalibrationBatch], cfg: SearchConfig,
+                    points: Sequence[QSchedCoefficients], sampler: Callable = sample_lcm) -> torch.Tensor:
+    """Calibration images of many coefficient settings, (P, n, 3, H, W), in as few sampler calls as fit.
+
+    Each call stacks g points x b prompts (g * b <= cfg.max_rows): prompt embeddings and initial latents are
+    repeated g times and every sample gets its own coefficients and its image's own noise generator, so point p's
+    images equal `generate(pipe, batches, cfg, points[p])` up to float rounding. A sampler without the attribute
+    `supports_coefficient_batch` (a custom one taking a single QSchedCoefficients) renders one point per call.
+    """
+    if not getattr(sampler, "supports_coefficient_batch", False):  # a custom sampler: one point at a time
+        return torch.stack([generate(pipe, batches, cfg, c, sampler) for c in points])
+    kwargs = dict(num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, scheduler_family=cfg.scheduler_family,
+                  eta=cfg.eta)
+    per_batch = []
+    for b in batches:
+        n, g = len(b.prompts), max(1, cfg.max_rows // len(b.prompts))
+        chunks = []
+        for lo in range(0, len(points), g):
+            group = list(points[lo:lo + g])
+            coeffs = CoefficientBatch([c for c in group for _ in range(n)])
+            images = sampler(pipe, prompt_embeds=b.embeds.repeat(len(group), 1, 1),
+                             latents=b.latents.repeat(len(group), 1, 1, 1), generator=b.generators(len(group)),
+                             coeffs=coeffs, **kwargs)  # (g * n, 3, H, W), point-major
+            chunks.append(images.unflatten(0, (len(group), n)))
+        per_batch.append(torch.cat(chunks))  # (P, b, 3, H, W)
+    return torch.cat(per_batch, dim=1)  # (P, n, 3, H, W)
 
 
 class _Run:
@@ -233,6 +280,9 @@ class _Run:
         if len(prompts) < cfg.num_prompts:
             raise ValueError(f"got {len(prompts)} prompts but cfg.num_prompts={cfg.num_prompts}; pass more prompts "
                              "or lower num_prompts")
+        if cfg.crn != "per_image":
+            raise ValueError(f"crn={cfg.crn!r} labels searches saved by the version-1 engine; new searches render "
+                             "with crn='per_image' (one noise generator per calibration image)")
         self.pipe, self.scorer, self.cfg, self.sampler = pipe, scorer, cfg, sampler
         self.prompts = list(prompts[: cfg.num_prompts])
         self.metadata = {"pipeline": type(pipe).__name__, "num_steps": cfg.num_steps, "prompts": self.prompts,
@@ -247,20 +297,40 @@ class _Run:
         images = generate(self.pipe, self.batches, self.cfg, QSchedCoefficients(start_x, start_eps), self.sampler)
         self.network_evals += len(self.prompts) * self.cfg.num_steps
         scores = self.scorer(images, self.prompts)
+        self._record(start_x, start_eps, scores)
+        return scores
+
+    def _record(self, start_x: float, start_eps: float, scores: dict) -> dict:
         point = {"start_x": _as_float(start_x), "start_eps": _as_float(start_eps)}
         point.update({k: _as_float(scores.get(k, math.nan)) for k in SCORE_KEYS})
         if not all(math.isfinite(point[k]) for k in SCORE_KEYS):
             raise ValueError(f"scorer {self.scorer.name} returned {scores} at {point}; it must return finite "
                              f"0-d tensors for {SCORE_KEYS}")
         self.points[(point["start_x"], point["start_eps"])] = point
-        return scores
+        return point
 
     def evaluate(self, start_x: float, start_eps: float) -> dict:
-        key = (float(start_x), float(start_eps))
-        if key not in self.points:
-            with torch.no_grad():
-                self.score(*key)
-        return self.points[key]
+        return self.evaluate_many([(start_x, start_eps)])[0]
+
+    def evaluate_many(self, pairs: Sequence[tuple[float, float]], desc: str = "points") -> list[dict]:
+        """Render the points not yet evaluated in batched sampler calls (`generate_points`), score each point's
+        images, record them; returns the points in the order of `pairs`."""
+        keys = [(float(x), float(e)) for x, e in pairs]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.points))
+        if todo:
+            chunk = max(1, self.cfg.max_rows // max(1, min(self.cfg.batch_size, len(self.prompts))))
+            bar = tqdm(total=len(todo), desc=desc, disable=not self.cfg.progress)
+            for lo in range(0, len(todo), chunk):
+                part = todo[lo:lo + chunk]
+                images = generate_points(self.pipe, self.batches, self.cfg,
+                                         [QSchedCoefficients(x, e) for x, e in part], self.sampler)  # (g, n, ...)
+                self.network_evals += len(part) * len(self.prompts) * self.cfg.num_steps
+                with torch.no_grad():
+                    for (x, e), imgs in zip(part, images):
+                        self._record(x, e, self.scorer(imgs, self.prompts))
+                bar.update(len(part))
+            bar.close()
+        return [self.points[k] for k in keys]
 
     def best(self) -> dict:
         return max(self.points.values(), key=lambda p: p["jaq"])  # argmax over JAQ, never over raw score lists
@@ -276,8 +346,7 @@ def grid_search(pipe, scorer, prompts, cfg: SearchConfig, sampler: Callable = sa
                 metadata=None) -> SearchResult:
     """Exhaustive grid over axis x axis with common random numbers (the paper's procedure)."""
     run, axis = _Run(pipe, scorer, prompts, cfg, sampler, metadata), cfg.axis()
-    for x, e in tqdm([(x, e) for x in axis for e in axis], desc="grid", disable=not cfg.progress):
-        run.evaluate(x, e)
+    run.evaluate_many([(x, e) for x in axis for e in axis], desc="grid")
     return run.result("grid")
 
 
@@ -299,8 +368,7 @@ def coarse_to_fine_search(pipe, scorer, prompts, cfg: SearchConfig, sampler: Cal
     """Coarse grid, then `refine_rounds` quadratic-surrogate picks in a shrinking box (points stay on the grid)."""
     run, axis = _Run(pipe, scorer, prompts, cfg, sampler, metadata), cfg.axis()
     coarse = axis[np.unique(np.round(np.linspace(0, len(axis) - 1, cfg.coarse_points)).astype(int))]
-    for x, e in tqdm([(x, e) for x in coarse for e in coarse], desc="coarse grid", disable=not cfg.progress):
-        run.evaluate(x, e)
+    run.evaluate_many([(x, e) for x in coarse for e in coarse], desc="coarse grid")
     half = coarse[1] - coarse[0]  # box half-width: one coarse cell, halved every round
     for _ in range(cfg.refine_rounds):
         best, q = run.best(), _quadratic_fit(list(run.points.values()), run.best())

@@ -26,6 +26,7 @@ import torch
 from qsched_core import hub, viz
 from qsched_core.calibrate import (
     CalibrationConfig,
+    judge_fingerprint,
     calibrate,
     calibration_captions,
     compare_methods,
@@ -41,7 +42,7 @@ from qsched_core.search import SearchConfig, SearchResult
 from qsched_core.utils import atomic_write_text, results_dir
 
 TARGET_GRID_S = 180.0       # 11x11 grid, 5 prompts, 4 steps
-TARGET_GAP_PCT, TARGET_NFE = 1.0, 0.10
+TARGET_SHARE, TARGET_NFE = 0.90, 0.10  # a cheap search must reach 90 % of the grid's gain over (1, 1)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class SweepConfig:
     check_seed: int = 1000
     out_dir: str = ""           # default results/qsched_search (results/fast/... when QSCHED_FAST=1)
     notes: str = ""             # free text for the summary (e.g. runs that were stopped and why)
+    device: str = "cpu"         # where the student and the judge run ("cuda" for the batched engine on a GPU)
 
     def __post_init__(self):
         # every bad value fails here, before minutes of sampling (SearchConfig checks the grid fields)
@@ -90,11 +92,15 @@ def run_name(preset: str, steps: int, method: str) -> str:
 def run_setting(cfg: SweepConfig, preset: str, steps: int, pipe, judge, log) -> dict:
     out = Path(cfg.out_dir)
     results = {}
+    judge_fp = judge_fingerprint(judge)
     for method in cfg.methods.split(","):
         path = out / f"{run_name(preset, steps, method)}.json"
         if path.is_file():
             try:
-                results[method] = SearchResult.load(path)
+                old = SearchResult.load(path)
+                if old.config.get("crn") != "per_image" or old.metadata.get("judge_fingerprint") != judge_fp:
+                    raise ValueError("rendered by the version-1 engine or scored by another judge")
+                results[method] = old
                 log(f"{path.name}: reused")
                 continue
             except ValueError as err:  # a corrupt or stale result is searched again, then overwritten
@@ -116,14 +122,18 @@ def run_setting(cfg: SweepConfig, preset: str, steps: int, pipe, judge, log) -> 
     row["grid_cpu_s"] = grid.metadata.get("cpu_time_s", float("nan"))
     row["searches_wall_s"] = sum(r.wall_time_s for r in results.values())
     row["searches_cpu_s"] = sum(r.metadata.get("cpu_time_s", float("nan")) for r in results.values())
-    for cmp in compare_methods(grid, others, TARGET_GAP_PCT, TARGET_NFE):
+    for cmp in compare_methods(grid, others, TARGET_SHARE, TARGET_NFE):
         res = results[cmp.method]
         row.update({f"{cmp.method}_best_x": cmp.best["start_x"], f"{cmp.method}_best_eps": cmp.best["start_eps"],
-                    f"{cmp.method}_gap_pct": cmp.gap_pct, f"{cmp.method}_nfe_frac": cmp.nfe_fraction,
-                    f"{cmp.method}_time_frac": cmp.time_fraction, f"{cmp.method}_wall_s": res.wall_time_s,
-                    f"{cmp.method}_within": cmp.within})
-    if cfg.check_prompts:
+                    f"{cmp.method}_gap_pct": cmp.gap_pct, f"{cmp.method}_gain_share": cmp.gain_share,
+                    f"{cmp.method}_nfe_frac": cmp.nfe_fraction, f"{cmp.method}_time_frac": cmp.time_fraction,
+                    f"{cmp.method}_wall_s": res.wall_time_s, f"{cmp.method}_within": cmp.within})
+    if cfg.check_prompts:  # every method's winner on the same held-out captions and noise
         row.update(_fresh(cfg, grid, pipe, judge, out / f"{run_name(preset, steps, 'check')}.json"))
+        for m, res in results.items():
+            if m != "grid":
+                fresh = _fresh(cfg, res, pipe, judge, out / f"{run_name(preset, steps, m + '_check')}.json")
+                row[f"{m}_fresh_gain"] = fresh["fresh_gain"]
     return row
 
 
@@ -133,11 +143,14 @@ def _fresh(cfg: SweepConfig, grid: SearchResult, pipe, judge, path: Path) -> dic
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         print(f"{path} is unreadable ({err}): recomputing the fresh check", flush=True)
         check = None
+    if check is not None and check.get("winner_point") != [grid.best["start_x"], grid.best["start_eps"]]:
+        check = None  # written for another winner (an older search): recompute
     if check is None:
         prompts = calibration_captions(cfg.n_prompts + cfg.check_prompts)[cfg.n_prompts:]
         wall0, cpu0 = time.perf_counter(), time.process_time()
         check = fresh_check(pipe, make_scorer("jaq", judge, k=cfg.k), grid, prompts, cfg.check_seed)
-        check.update(prompts=prompts, wall_s=time.perf_counter() - wall0, cpu_s=time.process_time() - cpu0)
+        check.update(prompts=prompts, wall_s=time.perf_counter() - wall0, cpu_s=time.process_time() - cpu0,
+                     winner_point=[grid.best["start_x"], grid.best["start_eps"]])
         atomic_write_text(path, json.dumps(check, indent=1))
     return {"fresh_identity_jaq": check["identity"]["jaq"], "fresh_winner_jaq": check["winner"]["jaq"],
             "fresh_gain": check["gain"], "fresh_wall_s": check.get("wall_s", float("nan")),
@@ -156,14 +169,15 @@ def write_summary(cfg: SweepConfig, rows: list[dict], wall_s: float, cpu_s: floa
         writer.writerows(rows)
     methods = [m for m in cfg.methods.split(",") if m != "grid"]
     head = ["setting", "grid winner (x, eps)", "JAQ winner", "JAQ (1,1)", "gain", "JAQ range", "edge",
-            "fresh gain", "grid s / NFE"] + [f"{m}: gap %, NFE frac, time frac" for m in methods]
+            "held-out gain", "grid s / NFE"] + [f"{m}: share of gain, NFE frac, held-out gain" for m in methods]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"{r['preset'].upper()} {r['steps']}-step", f"({r['best_start_x']:.2f}, {r['best_start_eps']:.2f})",
                  _fmt(r["best_jaq"]), _fmt(r["identity_jaq"]), f"{r['gain_vs_identity']:+.4f}",
                  _fmt(r["jaq_range"]), _fmt(r["on_edge"]), f"{r.get('fresh_gain', float('nan')):+.4f}",
                  f"{r['grid_wall_s']:.0f} / {r['grid_nfe']}"]
-        cells += [f"{r[f'{m}_gap_pct']:+.3f}, {r[f'{m}_nfe_frac']:.3f}, {r[f'{m}_time_frac']:.2f}" for m in methods]
+        cells += [f"{r[f'{m}_gain_share']:.2f}, {r[f'{m}_nfe_frac']:.3f}, {r.get(f'{m}_fresh_gain', float('nan')):+.4f}"
+                  for m in methods]
         lines.append("| " + " | ".join(cells) + " |")
     text = ["# Q-Sched coefficient search on the tiny world\n",
             (f"Written by `scripts/qsched_tinyworld_sweep.py` ({time.strftime('%Y-%m-%d %H:%M')}); config: "
@@ -177,9 +191,13 @@ def write_summary(cfg: SweepConfig, rows: list[dict], wall_s: float, cpu_s: floa
              f"searches: {wall_s / 60:.1f} min wall, {cpu_s / 60:.1f} min CPU.)\n"),
             (f"JAQ = log(CLIPScore) + k * CLIP-IQA with the tiny CLIP judge, k = {cfg.k:g}, {cfg.n_prompts} calibration "
              f"prompts, {cfg.grid_points}x{cfg.grid_points} grid over [{cfg.grid_min}, {cfg.grid_max}], common "
-             "random numbers. gain = JAQ(winner) - JAQ(1, 1) on the calibration set; fresh gain = the same "
-             f"difference on {cfg.check_prompts} other calibration captions with other noise. gap % = 100 * "
-             "(grid best - method best) / grid best (negative: the method found a higher JAQ, e.g. off the grid).\n"),
+             "random numbers (one noise generator per calibration image), grid points rendered in batches. gain = "
+             "JAQ(winner) - JAQ(1, 1) on the calibration set; held-out gain = the same difference on "
+             f"{cfg.check_prompts} other calibration captions with other noise. share of gain = (method best - "
+             "JAQ(1, 1)) / (grid best - JAQ(1, 1)) on the calibration set (> 1: the method found a higher JAQ off "
+             "the grid; n/a when the grid's winner is (1, 1)). The relative JAQ gap (summary.csv) is not a "
+             "criterion: JAQ's differences across the grid are small next to its value, so points far from the "
+             "optimum are already within a few per cent of it.\n"),
             *lines, "", *targets(cfg, rows), *(["", "## Notes", "", cfg.notes] if cfg.notes else [])]
     (out / "summary.md").write_text("\n".join(text) + "\n")
     return out / "summary.md"
@@ -211,8 +229,8 @@ def targets(cfg: SweepConfig, rows: list[dict]) -> list[str]:
                      f"{next(p['jaq'] for p in t.points if p['start_x'] == 1.0 and p['start_eps'] == 1.0):.6f}.")
     for m in [m for m in cfg.methods.split(",") if m != "grid"]:
         ok = sum(bool(r[f"{m}_within"]) for r in rows)
-        lines.append(f"- {m} within {TARGET_GAP_PCT:g}% of the grid's best JAQ with <= {TARGET_NFE:.0%} of its "
-                     f"network evaluations: {ok} of {len(rows)} settings"
+        lines.append(f"- {m} reaches >= {TARGET_SHARE:.0%} of the grid's JAQ gain over (1, 1) with <= "
+                     f"{TARGET_NFE:.0%} of its network evaluations: {ok} of {len(rows)} settings"
                      + (" (forward NFE only; each gradient iterate also runs a backward pass)" if m == "gradient"
                         else "") + ".")
     flat = [f"{r['preset'].upper()} {r['steps']}-step" for r in rows if r["winner_is_identity"]]
@@ -228,7 +246,8 @@ def main(argv=None) -> None:
     print(json.dumps(asdict(cfg)), flush=True)
     torch.set_num_threads(cfg.threads)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    pipe, judge = hub.load_pipeline("tinyworld-lcm"), hub.load_judge("tinyworld-clip")
+    pipe = hub.load_pipeline("tinyworld-lcm", device=cfg.device)
+    judge = hub.load_judge("tinyworld-clip", device=cfg.device)
     rows = []
     for preset, steps in cfg.settings():
         rows.append(run_setting(cfg, preset, steps, pipe, judge, lambda msg: print(msg, flush=True)))

@@ -116,7 +116,7 @@ def _digest(obj) -> str:
 
 
 def _same_search(result: SearchResult, scfg: SearchConfig, scorer: str, prompts: list[str], meta: dict) -> bool:
-    drop = ("progress",)
+    drop = ("progress", "max_rows")  # neither changes what a search measures
     mine = {k: v for k, v in asdict(scfg).items() if k not in drop}
     theirs = {k: v for k, v in result.config.items() if k not in drop}
     rmeta = result.metadata

@@ -118,8 +118,12 @@ def test_summary_arithmetic_on_hand_made_results():
     assert c2f.gap_pct == pytest.approx(0.0, abs=1e-9) and c2f.nfe_fraction == pytest.approx(80 / 900)
     assert c2f.within and c2f.time_fraction == pytest.approx(8 / 90)
     assert grad.gap_pct < 0 and grad.within  # off-grid and higher than the grid's best
+    assert c2f.gain_share == pytest.approx(1.0) and grad.gain_share > 1
     far = _result("gradient", [_pt(1.0, 1.0, 5.0)], nfe=40, wall=30.0)
     assert not compare_methods(grid, [far])[0].within
+    # half of the gain is within 1 % of the grid's JAQ (the trivial criterion) but far from 90 % of its gain
+    half = compare_methods(grid, [_result("coarse_to_fine", [_pt(1.0, 1.2, 6.06)], nfe=80, wall=8.0)])[0]
+    assert half.gap_pct < 1.0 and half.gain_share == pytest.approx(0.5) and not half.within
     with pytest.raises(ValueError, match="same setting"):
         compare_methods(grid, [_result("gradient", [_pt(1.0, 1.0, 6.0)], 40, 3.0, steps=2)])
     assert math.isnan(grid_report(better)["identity_jaq"])  # (1, 1) never evaluated

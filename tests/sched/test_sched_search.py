@@ -81,13 +81,13 @@ def test_grid_search_returns_the_jaq_argmax_and_counts_network_evaluations(tiny_
     finally:
         hook.remove()
     assert (result.best["start_x"], result.best["start_eps"]) == PLANTED
-    assert result.best["jaq"] == 0.0
-    assert all(p["jaq"] < 0 for p in result.points if p is not result.best)  # a unique optimum: the test can fail
+    assert abs(result.best["jaq"]) < 1e-10  # batched rendering: the same images up to float rounding
+    assert all(p["jaq"] < -1e-6 for p in result.points if p is not result.best)  # a unique optimum: the test can fail
     assert len(result.points) == 9 and result.network_evals == 9 * 2 * 2 == sum(images_seen)
     assert result.on_edge and "edge" in result.summary()
     assert result.metadata["quant"] == "w4a8" and result.metadata["pipeline"] == "LatentConsistencyModelPipeline"
     grid = result.grid_array()
-    assert grid.shape == (3, 3) and grid[0, 2] == 0.0 and not np.isnan(grid).any()
+    assert grid.shape == (3, 3) and grid[0, 2] == result.best["jaq"] and not np.isnan(grid).any()
 
 
 def test_same_point_twice_gives_identical_images(tiny_pipe, prompts):

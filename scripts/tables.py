@@ -1,0 +1,122 @@
+"""Every results table, in order, timed: python scripts/tables.py [--device cuda] [--stages a,b] [--deadline-min M]
+
+`make tables` runs this. Each stage is one script of scripts/ (its own command line, machine and wall time go
+into the results file it writes); this driver runs them one after another, stops starting new stages after
+--deadline-min minutes (the running one is stopped at the deadline), and writes results/tables_timing.md: per
+stage the command, wall time and outcome (done / failed / stopped at the deadline / not run), and the total.
+Cells, searches and reference features are cached under .cache/, so a stopped run resumes where it stopped.
+
+Stages (default order; --stages picks and orders a subset):
+  validity   instrument validity: can the judge and the FID see quantization damage?
+  main       the main table: FP, naive, Q-Sched at W8A8 / W4A8 / W4A4, 2 / 4 / 8 steps, 5,000 images per row
+  search     the coefficient-search sweep: grid vs coarse-to-fine vs gradient, share of the grid's gain, held-out
+  ptq        PTQ baselines (SmoothQuant, GPTQ, QuaRot, PTQD) alone and under Q-Sched, 3 noise seeds
+  sweep      the bit-width sweep (W3A4, all layers quantized, 1 step), 3 noise seeds
+  ablations  calibration-recipe ablations at 4 steps, and at 2 steps (ablations2)
+  quality    the student vs teacher quality table (eval_tinyworld)
+  cpuspeed   the student's CPU speed (CPU only: skipped with --device other than cpu)
+  dllm       the diffusion-LLM study report, rebuilt from the committed per-job results (no model runs)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stages(device: str) -> dict[str, list[str]]:
+    runon = ["--device", device] + ([] if device == "cpu" else ["--batch-size", "500"])
+    py = [sys.executable]
+    return {
+        "validity": py + ["scripts/instrument_validity.py", *runon],
+        "main": py + ["scripts/qsched_eval.py", "--n-prompts", "5000", "--seeds", "0", "--steps", "2,4,8",
+                      "--ptq-methods", "", "--no-sweep", *runon],
+        "search": py + ["scripts/qsched_tinyworld_sweep.py", "--device", device],
+        "ptq": py + ["scripts/qsched_eval.py", "--n-prompts", "1000", "--seeds", "0,1,2", "--steps", "4",
+                     "--presets", "w4a8,w8a8", "--ptq-presets", "w4a8,w8a8", "--no-sweep", "--name", "qsched_ptq",
+                     *runon],
+        "sweep": py + ["scripts/qsched_eval.py", "--n-prompts", "1000", "--seeds", "0,1,2", "--steps", "4",
+                       "--presets", "w4a8", "--ptq-methods", "", "--name", "qsched_sweep", *runon],
+        "ablations": py + ["scripts/qsched_ablations.py", *runon],
+        "ablations2": py + ["scripts/qsched_ablations.py", "--steps", "2", "--n-prompts", "200", "--name",
+                            "qsched_ablations_2step", *runon],
+        "quality": py + ["scripts/eval_tinyworld.py", "--n-prompts", "500", "--no-speed", *runon],
+        "cpuspeed": py + ["scripts/bench_tinyworld_cpu.py"],
+        "dllm": py + ["scripts/dllm_study.py", "--report-only", "--out", "results/dllm_ptq.jsonl"],
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--stages", default="", help="comma-separated subset, in the order to run (default: all)")
+    p.add_argument("--deadline-min", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
+    p.add_argument("--out", default="results/tables_timing.md")
+    args = p.parse_args(argv)
+    table = stages(args.device)
+    order = [s for s in args.stages.split(",") if s] or list(table)
+    unknown = [s for s in order if s not in table]
+    if unknown:
+        raise SystemExit(f"unknown stages {unknown}; choose from {', '.join(table)}")
+    if args.device != "cpu" and "cpuspeed" in order:
+        order.remove("cpuspeed")  # a CPU measurement; on a GPU machine it would time the host's CPU
+    t0, rows, failed = time.perf_counter(), [], False
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    for name in order:
+        cmd = table[name]
+        left = args.deadline_min * 60 - (time.perf_counter() - t0) if args.deadline_min else None
+        if left is not None and left <= 5:
+            rows.append((name, cmd, 0.0, "not run (deadline)"))
+            continue
+        print(f"== {name}: {shlex.join(cmd)}", flush=True)
+        s0 = time.perf_counter()
+        try:
+            rc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=left).returncode
+            outcome = "done" if rc == 0 else f"failed (exit {rc})"
+            failed |= rc != 0
+        except subprocess.TimeoutExpired:
+            outcome = "stopped at the deadline"
+        rows.append((name, cmd, time.perf_counter() - s0, outcome))
+        print(f"== {name}: {outcome} after {rows[-1][2]:.0f} s", flush=True)
+    total = time.perf_counter() - t0
+    write_timing(Path(args.out), args, rows, total)
+    return 1 if failed else 0
+
+
+def _machine(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return f"{where}, torch {torch.__version__}, python {platform.python_version()}"
+
+
+def write_timing(path: Path, args, rows, total: float) -> None:
+    lines = ["# Result tables: what ran, and how long it took\n",
+             f"`python scripts/tables.py {shlex.join(sys.argv[1:])}` on {_machine(args.device)}, "
+             f"{time.strftime('%Y-%m-%d %H:%M')}; total {total / 60:.1f} min"
+             + (f" (deadline {args.deadline_min:g} min)" if args.deadline_min else "") + ". Caches under .cache/ "
+             "(cells, searches, FID reference features) were as found: see each results file for what it reused.\n",
+             "| stage | wall | outcome | command |", "|---|---|---|---|"]
+    for name, cmd, sec, outcome in rows:
+        lines.append(f"| {name} | {sec / 60:.1f} min | {outcome} | `{shlex.join(cmd[1:])}` |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    (path.with_suffix(".json")).write_text(json.dumps(
+        {"total_s": total, "device": args.device, "stages": [{"stage": n, "command": c[1:], "wall_s": s, "outcome": o}
+                                                             for n, c, s, o in rows]}, indent=1))
+    print(path.read_text(), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
