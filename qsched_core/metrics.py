@@ -57,13 +57,37 @@ def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
     return feats.mean(0), np.atleast_2d(np.cov(feats, rowvar=False))
 
 
-def frechet(mu_a, sigma_a, mu_b, sigma_b) -> float:
-    """Frechet distance of two Gaussians through clean-fid (lazy import: it pulls in torchvision and scipy)."""
-    from cleanfid.fid import frechet_distance
+FID_BACKENDS = ("clean-fid", "eigh")
 
+
+def fid_backend() -> str:
+    """$QSCHED_FID_BACKEND: "clean-fid" (default, scipy's sqrtm) or "eigh" (one symmetric eigendecomposition;
+    the same number to ~1e-6 relative, for machines whose scipy clean-fid 0.1.35 cannot call)."""
+    name = os.environ.get("QSCHED_FID_BACKEND", "clean-fid")
+    if name not in FID_BACKENDS:
+        raise ValueError(f"QSCHED_FID_BACKEND={name!r} must be one of {FID_BACKENDS}")
+    return name
+
+
+def frechet_eigh(mu_a, sigma_a, mu_b, sigma_b) -> float:
+    """Frechet distance with Tr (S_a S_b)^(1/2) = sum sqrt(eig(S_b^(1/2) S_a S_b^(1/2))) (both PSD)."""
+    w, v = np.linalg.eigh(np.asarray(sigma_b, dtype=np.float64))
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # S_b^(1/2)
+    lam = np.linalg.eigvalsh(root @ np.asarray(sigma_a, dtype=np.float64) @ root)
+    tr_covmean = np.sqrt(np.clip(lam, 0, None)).sum()
+    return float(((np.asarray(mu_a) - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * tr_covmean)
+
+
+def frechet(mu_a, sigma_a, mu_b, sigma_b) -> float:
+    """Frechet distance of two Gaussians through clean-fid (lazy import: it pulls in torchvision and scipy), or
+    through `frechet_eigh` when $QSCHED_FID_BACKEND=eigh."""
     check_gaussian(mu_a, sigma_a, "first Gaussian"), check_gaussian(mu_b, sigma_b, "second Gaussian")
     if np.shape(mu_a) != np.shape(mu_b):
         raise ValueError(f"feature dims differ: {np.shape(mu_a)} vs {np.shape(mu_b)}; use one feature network")
+    if fid_backend() == "eigh":
+        return frechet_eigh(np.atleast_1d(mu_a), np.atleast_2d(sigma_a), np.atleast_1d(mu_b), np.atleast_2d(sigma_b))
+    from cleanfid.fid import frechet_distance
+
     if np.size(mu_a) == 1:  # scipy 1.17's sqrtm(1x1, disp=False) returns no error estimate; clean-fid unpacks two
         return float(((mu_a - mu_b) ** 2 + (np.sqrt(sigma_a) - np.sqrt(sigma_b)) ** 2).sum())
     try:
@@ -72,7 +96,8 @@ def frechet(mu_a, sigma_a, mu_b, sigma_b) -> float:
         import scipy
 
         raise RuntimeError(f"clean-fid's FID failed with scipy {scipy.__version__} ({err}); clean-fid 0.1.35 needs "
-                           "scipy < 1.18: pip install 'scipy==1.17.1' (the pin in requirements.txt)") from err
+                           "scipy < 1.18: pip install 'scipy==1.17.1' (the pin in requirements.txt), or set "
+                           "QSCHED_FID_BACKEND=eigh (the same distance by eigendecomposition)") from err
 
 
 def fid_from_features(feats_a, feats_b) -> float:
@@ -291,7 +316,8 @@ def machine_description() -> str:
                  if ln.startswith("model name")]
         cpu = names[0] if names else cpu
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, python {platform.python_version()}"
+    fid = "" if fid_backend() == "clean-fid" else f", FID by {fid_backend()} ($QSCHED_FID_BACKEND)"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, python {platform.python_version()}{fid}"
 
 
 @dataclass

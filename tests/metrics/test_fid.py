@@ -157,3 +157,18 @@ def test_kid_is_standardised_by_the_reference():
     assert scaled == pytest.approx(kid_from_features(a, b, num_subsets=20, max_subset_size=100), rel=1e-6, abs=1e-9)
     raw = kid_from_features(a * 100, b * 100, num_subsets=20, max_subset_size=100, normalize=False)
     assert abs(raw) > 100 * abs(scaled)  # unnormalised, the kernel's scale swamps the comparison
+
+
+def test_eigh_backend_agrees_with_clean_fid(monkeypatch):
+    from qsched_core.metrics import feature_stats, frechet
+
+    rng = np.random.default_rng(0)
+    a, b = feature_stats(rng.normal(size=(400, 16))), feature_stats(rng.normal(0.3, 1.2, size=(300, 16)))
+    monkeypatch.setenv("QSCHED_FID_BACKEND", "clean-fid")
+    ref = frechet(*a, *b)
+    monkeypatch.setenv("QSCHED_FID_BACKEND", "eigh")
+    assert frechet(*a, *b) == pytest.approx(ref, rel=1e-6) and ref > 1.0  # a real distance, not ~0
+    assert frechet(*a, *a) == pytest.approx(0.0, abs=1e-8)
+    monkeypatch.setenv("QSCHED_FID_BACKEND", "sqrt")
+    with pytest.raises(ValueError, match="QSCHED_FID_BACKEND='sqrt'"):
+        frechet(*a, *b)
