@@ -44,6 +44,43 @@ def launch(kernel, tuned, grid, args, meta, config=None, interp_config=None) -> 
     kernel[grid(cfg.kwargs)](*args, **meta, **cfg.kwargs, **opts)
 
 
+TUNED: dict[tuple, dict[str, float]] = {}  # (kernel, shape key) -> {config label: ms}; the winner is listed first
+
+
+def label(cfg: triton.Config) -> str:
+    """A config as one short string, e.g. 'BLOCK_N=64 NB=4 ITERS=1 SPLIT_K=8 w4 s3'."""
+    return " ".join(f"{k}={v}" for k, v in cfg.kwargs.items()) + f" w{cfg.num_warps} s{cfg.num_stages}"
+
+
+def tune(name: str, key: tuple, configs: list[triton.Config], run) -> triton.Config:
+    """The fastest config for `run(config)` (one launch), timed once per (name, key) and remembered in TUNED.
+
+    Why not `triton.autotune`: the launcher must know the winner before it launches (a split-K config needs a
+    zeroed output, the others do not), and a config that fails to compile (or runs out of shared memory or
+    registers) on some GPU is skipped with its error recorded instead of ending the run.
+    """
+    if (name, key) not in TUNED:
+        from triton.testing import do_bench
+
+        times, errors = {}, {}
+        for cfg in configs:
+            try:
+                times[label(cfg)] = do_bench(lambda: run(cfg), warmup=2, rep=10, return_mode="median")  # noqa: B023
+            except Exception as e:  # this config cannot run here: skip it, keep the reason
+                times[label(cfg)], errors[label(cfg)] = float("inf"), f"{type(e).__name__}: {str(e)[:200]}"
+        if min(times.values()) == float("inf"):
+            raise RuntimeError(f"{name}: no config ran for {key}; errors: {errors}")
+        TUNED[(name, key)] = dict(sorted(times.items(), key=lambda kv: kv[1]))
+    best = next(iter(TUNED[(name, key)]))
+    return next(c for c in configs if label(c) == best)
+
+
+def tuned_label(name: str, *key_prefix) -> str:
+    """The winning config of the last `tune(name, key)` whose key starts with key_prefix ('' if none): for reports."""
+    hits = [times for (n, key), times in TUNED.items() if n == name and key[:len(key_prefix)] == key_prefix]
+    return next(iter(hits[-1])) if hits else ""
+
+
 def float_dot_dtype(dtype: torch.dtype):
     """The tl dtype float tiles are cast to before tl.dot: the activation dtype on a GPU, fp32 in the interpreter."""
     if interpreting():

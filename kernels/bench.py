@@ -1,28 +1,42 @@
 """Benchmark the Triton kernels against cuBLAS and against the memory limit, on one GPU, in one run.
 
-What is measured (median GPU time, L2 flushed before each call, from CUDA-graph replays so that Python launch
-overhead is excluded; at M <= 16 the eager do_bench time is recorded too, as `us_eager`):
-  - ceilings of this GPU, in this run: device-to-device copy bandwidth (1 GiB), cuBLAS fp16 rate (8192^3) and the int8
-    rate of torch._int_mm (8192^3, K-major weight);
+What is measured, all in this run:
+  - ceilings of this GPU: device-to-device copy bandwidth (1 GiB), cuBLAS fp16 rate (8192^3) and the int8 rate of
+    torch._int_mm (8192^3, K-major weight);
   - every GEMM at M in {1, 16, 128, 4096} on linear layers of real models (SD1.5/SDXL attention and feed-forward,
     FLUX, LLaDA-8B), against F.linear in fp16 and bf16 (cuBLAS) and against torch's dequantize-then-matmul path;
+    at M <= 16 also the repo's former small-M W4A16 path (`w4a16_prev`, the tiled kernel with split-K);
   - the Hadamard transform and the activation quantizer against the copy bandwidth;
-  - end to end, one LLaDA-8B-sized transformer block (plain torch, QuantLinear on the kernels) at fp16 / W4A16 /
-    W8A8 / W4A8, with its packed weight bytes, and the tiny-world UNet when diffusers is installed.
+  - end to end (bench_e2e.py): one LLaDA-8B-sized transformer block at fp16 / W4A16 / W8A8 / W4A8, the tiny-world
+    UNet, and the tiny diffusion LM's generation speed (tokens/s) in fp16 and W4A16.
+
+How a time is measured (`time_us`): each call gets its own copy of the weights, and the calls are made in turn
+over enough copies that a graph replay streams >= 512 MB, so no call finds its weights in the 60 MB L2 (a 4096 x
+4096 int4 layer is 9 MB: timed alone it would run from L2). `us` is the GPU time per call from CUDA-graph replays
+(launch overhead excluded: what a deployment with CUDA graphs or torch.compile sees); `us_eager` (M <= 16) is the
+same calls launched from Python back to back, so a slow launch path shows up as GPU idle time.
+
 Why the ratios: a 4-bit weight stream is ~3.9x smaller than fp16 (codes + scales), so at M = 1 a perfect W4A16 GEMV
 approaches 3.9x over cuBLAS; at M = 4096 everything is compute-bound and only int8 tensor cores (2x fp16 on paper)
 can win.
 
-Run:  python kernels/bench.py --out results        (writes kernels.md, kernels.csv, kernels_roofline.png)
+Run:  python kernels/bench.py --out results        (writes kernels.md, kernels.csv, kernels_roofline.png,
+                                                    kernels_tuning.json, dllm_gpu_speed.json)
       python kernels/bench.py --plot results/kernels.csv   (redraw the roofline from a CSV, no GPU needed)
+      python kernels/bench.py --dry-run --out /tmp/b        (tiny shapes on the CPU interpreter: checks the script)
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import datetime
+import json
+import math
+import os
 import platform
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -37,182 +51,253 @@ M_LIST = [1, 16, 128, 4096]
 ELEMENTWISE = [(4096, 4096), (4096, 12288), (16384, 4096)]  # (M, K) for the Hadamard transform and act quantizer
 BLOCK = dict(d=4096, ff=12288, heads=32)  # LLaDA-8B
 BLOCK_TOKENS = [1, 16, 4096]
-BIG = 32 * 2**20  # "shapes with >= 32 MB of fp16 weights" (the W4A16 targets)
+ROTATE_BYTES = 512 * 2**20  # weight bytes streamed per graph replay (>= 8x the H200's 60 MB L2)
+DRY = dict(shapes=[("tiny 256>96", 256, 96)], m_list=[1, 3, 17], elementwise=[(5, 256)],
+           block=dict(d=128, ff=256, heads=2), block_tokens=[1, 17])
 
 
-_FLUSH: dict = {}
+def copies_for(nbytes: int, cap: int = 256) -> int:
+    """How many copies of a tensor of nbytes make one rotation stream ROTATE_BYTES (2 at least)."""
+    return max(2, min(cap, math.ceil(ROTATE_BYTES / max(nbytes, 1))))
 
 
-def bench(fn, rep: int = 30, graph: bool = True) -> float:
-    """Median GPU time of fn() in microseconds, L2 flushed before every call; NaN (and a printed error) if fn fails.
+def time_us(fns, graph: bool = True, reps: int = 10) -> float:
+    """Median time per call (us) of calling every fn in `fns` once, in turn; NaN (and a printed error) if one fails.
 
-    graph=True replays fn from a CUDA graph, so Python and launch overhead is excluded (what a deployment with CUDA
-    graphs or torch.compile sees); the 256 MB flush runs inside the graph and its own time is subtracted.
-    graph=False is triton's do_bench: eager launches, where a slow Python launch path shows up as GPU idle time.
+    graph=True captures the calls into one CUDA graph and times its replays; graph=False launches them from Python.
+    On the CPU (--dry-run) it is wall-clock time, for checking the script only.
     """
-    from triton.testing import do_bench, do_bench_cudagraph
-
+    fns = fns if isinstance(fns, (list, tuple)) else [fns]
     try:
-        if not graph:
-            return 1e3 * do_bench(fn, warmup=5, rep=rep, return_mode="median")
-        if "buf" not in _FLUSH:
-            _FLUSH["buf"] = torch.empty(2**28, dtype=torch.int8, device="cuda")
-            _FLUSH["us"] = 1e3 * do_bench_cudagraph(_FLUSH["buf"].zero_, rep=rep, return_mode="median")
-        fn()  # compile and autotune outside the graph capture
+        fns[0]()  # compile and autotune outside any capture
+        if not torch.cuda.is_available():
+            t0 = time.perf_counter()
+            for f in fns:
+                f()
+            return 1e6 * (time.perf_counter() - t0) / len(fns)
+        run = lambda: [f() for f in fns]
+        if graph:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
+                run()
+            torch.cuda.current_stream().wait_stream(side)
+            g = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(g):
+                    run()
+            except RuntimeError as e:  # something in fn cannot be captured: say so, time it eagerly
+                print(f"graph capture failed ({str(e)[:120]}); eager timing for this row", flush=True)
+                return time_us(fns, graph=False, reps=reps)
+            run = g.replay
+        run()
         torch.cuda.synchronize()
-        try:
-            both = 1e3 * do_bench_cudagraph(lambda: (_FLUSH["buf"].zero_(), fn()), rep=rep, return_mode="median")
-        except RuntimeError as e:  # something in fn cannot be captured: say so, time it eagerly
-            print(f"graph capture failed ({str(e)[:120]}); eager timing for this row", flush=True)
-            return bench(fn, rep, graph=False)
-        return both - _FLUSH["us"]
+        times = []
+        for _ in range(reps):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            end.synchronize()
+            times.append(1e3 * start.elapsed_time(end) / len(fns))
+        return statistics.median(times)
     except Exception as e:  # one failing kernel must not end the run: reported, and the row shows NaN
         print(f"FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
         return float("nan")
 
 
-def ceilings(dev) -> dict:
-    x = torch.empty(2**29, dtype=torch.float16, device=dev)  # 1 GiB
+def copy_us(dev) -> float:
+    """Time of a 1 GiB device-to-device copy: a captured copy_ may become a graph memcpy node, slower than a copy
+    kernel on the SMs (one run measured 2.75 TB/s that way, below what fwht itself moved), so both, the faster."""
+    x = torch.randn(2**29, dtype=torch.float16, device=dev)  # 1 GiB
     y = torch.empty_like(x)
-    copy_us = bench(lambda: y.copy_(x), graph=False)
+    return min(time_us(lambda: y.copy_(x)), time_us(lambda: torch.mul(x, 1.0, out=y)))
+
+
+def ceilings(dev) -> dict:
+    if dev.type != "cuda":
+        return {"copy_TBps": float("nan"), "fp16_TFLOPs": float("nan"), "int8_TOPs": float("nan")}
+    copy = copy_us(dev)
     a = torch.randn(8192, 8192, device=dev, dtype=torch.float16)
-    fp16_us = bench(lambda: F.linear(a, a), graph=False)
+    fp16_us = time_us(lambda: F.linear(a, a))
     qa = torch.randint(-128, 127, (8192, 8192), device=dev, dtype=torch.int8)
-    int8_us = bench(lambda: torch._int_mm(qa, qa.t()), graph=False)
-    del x, y
+    int8_us = time_us(lambda: torch._int_mm(qa, qa.t()))
     flop = 2 * 8192**3
-    return {"copy_TBps": 2 * 2**30 / copy_us / 1e6, "fp16_TFLOPs": flop / fp16_us / 1e6,
+    return {"copy_TBps": 2 * 2**30 / copy / 1e6, "fp16_TFLOPs": flop / fp16_us / 1e6,
             "int8_TOPs": flop / int8_us / 1e6}
 
 
 def quantized_weights(w: torch.Tensor) -> dict:
     """The three formats from the library's primitives: w4 g128 asym (W4A16), w4 g32 sym (W4A8), w8 per-channel."""
-    from kernels.int4_pack import pack_int4_weight
+    from kernels.int4_pack import pack_int4_weight, unpack_int4_ref
     from qsched_core.quant.primitives import choose_qparams, quantize
 
     out = {}
     for name, g, sym in [("w4g128", 128, False), ("w4g32", 32, True)]:
         s, z = choose_qparams(w.float(), 4, g, sym)
-        out[name] = pack_int4_weight(quantize(w.float(), s, z, 4, sym), s, z, sym) + (s, z, g)
+        out[name] = pack_int4_weight(quantize(w.float(), s, z, 4, sym), s, z, sym)
+        if name == "w4g128":
+            out["dequant"] = (unpack_int4_ref(out[name][0], w.shape[1], sym), s, z)  # codes for torch's path
     s, z = choose_qparams(w.float(), 8, -1, True)
     out["w8"] = (quantize(w.float(), s, z, 8, True), s)
     return out
 
 
-def gemm_rows(dev) -> list[dict]:
-    from kernels.act_quant import act_quant_int8
-    from kernels.int4_pack import unpack_int4_ref
+def gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m):
+    """{impl: (call on one copy of the weights, bytes moved)} for one shape and M; q holds the quantized copies."""
     from kernels.w4a8_gemm import w4a8_gemm, w4a8_linear
-    from kernels.w4a16_gemm import w4a16_gemm
+    from kernels.w4a16_gemm import SMALL_M_CONFIG, w4a16_gemm, w4a16_tiled
     from kernels.w8a8_gemm import w8a8_gemm, w8a8_linear
     from qsched_core.quant.primitives import dequantize
 
+    (n, k), xb = wf.shape, x.bfloat16()
+    p4, s4, z4 = q["w4g128"]
+    p32, s32, _ = q["w4g32"]
+    q8, s8 = q["w8"]
+    codes, s4f, z4f = q["dequant"]
+    io = 2 * m * (k + n)  # activation in + output out, fp16
+    w4 = sum(t.numel() * t.element_size() for t in (p4, s4, z4)) + io
+    w432 = p32.numel() + s32.numel() * 2
+    impls = {
+        "cublas_fp16": (lambda: F.linear(x, wf), 2 * n * k + io),
+        "cublas_bf16": (lambda: F.linear(xb, wb), 2 * n * k + io),
+        "torch_dequant_fp16": (lambda: F.linear(x, dequantize(codes, s4f, z4f).half()), w4),
+        "w4a16": (lambda: w4a16_gemm(x, p4, s4, z4, 128), w4),
+        "w4a16_bf16": (lambda: w4a16_gemm(xb, p4, s4, z4, 128), w4),
+        "w8a8_gemm": (lambda: w8a8_gemm(qx, sx, None, q8, s8), n * k + m * k + 2 * m * n),
+        "w8a8_linear": (lambda: w8a8_linear(x, q8, s8), n * k + io),
+        "w4a8_gemm": (lambda: w4a8_gemm(qxa, sxa, zxa, p32, s32, 32), w432 + m * k + 2 * m * n),
+        "w4a8_linear": (lambda: w4a8_linear(x, p32, s32, 32), w432 + io),
+    }
+    if m <= 16:  # the former small-M path, for comparison
+        impls["w4a16_prev"] = (lambda: w4a16_tiled(x, p4, s4, z4, 128, config=SMALL_M_CONFIG), w4)
+    if m > 16 and x.is_cuda:  # torch._int_mm needs M > 16
+        impls["torch_int_mm"] = (lambda: torch._int_mm(qx, q8.t()), n * k + m * k + 4 * m * n)
+    if m >= 4096:  # the same matmul as cuBLAS plus a dequantization: adds nothing at M = 4096
+        del impls["torch_dequant_fp16"]
+    return impls
+
+
+def gemm_rows(dev, shapes, m_list) -> list[dict]:
+    from kernels._common import tuned_label
+    from kernels.act_quant import act_quant_int8
+
     rows = []
-    for name, k, n in SHAPES:
+    for name, k, n in shapes:
         w = torch.randn(n, k, device=dev, dtype=torch.float16) * 0.02
-        wb = w.bfloat16()
-        qw = quantized_weights(w)
-        (p4, s4, z4, s4f, z4f, g4), (p32, s32, _, _, _, _), (q8, s8) = qw["w4g128"], qw["w4g32"], qw["w8"]
-        codes4 = unpack_int4_ref(p4, k, symmetric=False)
-        w4_bytes = sum(t.numel() * t.element_size() for t in (p4, s4, z4))
-        w432_bytes = p32.numel() + s32.numel() * 2
-        for m in M_LIST:
+        q0 = quantized_weights(w)
+        n_copies = copies_for(2 * n * k)
+        clone = lambda t: t if t is None else t.clone()
+        wfs = [w] + [w.clone() for _ in range(n_copies - 1)]  # every call reads its own copy (see time_us)
+        wbs = [t.bfloat16() for t in wfs]
+        qs = [q0] + [{f: tuple(clone(t) for t in v) for f, v in q0.items()} for _ in range(n_copies - 1)]
+        for m in m_list:
             x = torch.randn(m, k, device=dev, dtype=torch.float16)
-            xb = x.bfloat16()
             qx, sx, _ = act_quant_int8(x, True, scale_rule="qmax")
             qxa, sxa, zxa = act_quant_int8(x, False)
-            io = 2 * m * (k + n)  # activation in + output out, fp16
-            impls = {
-                "cublas_fp16": (lambda: F.linear(x, w), 2 * n * k + io),
-                "cublas_bf16": (lambda: F.linear(xb, wb), 2 * n * k + io),
-                "torch_dequant_fp16": (lambda: F.linear(x, dequantize(codes4, s4f, z4f).half()), w4_bytes + io),
-                "w4a16": (lambda: w4a16_gemm(x, p4, s4, z4, g4), w4_bytes + io),
-                "w4a16_bf16": (lambda: w4a16_gemm(xb, p4, s4, z4, g4), w4_bytes + io),
-                "w8a8_gemm": (lambda: w8a8_gemm(qx, sx, None, q8, s8), n * k + m * k + 2 * m * n),
-                "w8a8_linear": (lambda: w8a8_linear(x, q8, s8), n * k + io),
-                "w4a8_gemm": (lambda: w4a8_gemm(qxa, sxa, zxa, p32, s32, 32), w432_bytes + m * k + 2 * m * n),
-                "w4a8_linear": (lambda: w4a8_linear(x, p32, s32, 32), w432_bytes + io),
-            }
-            if m > 16:  # torch._int_mm needs M > 16
-                impls["torch_int_mm"] = (lambda: torch._int_mm(qx, q8.t()), n * k + m * k + 4 * m * n)
-            base = None
-            for impl, (fn, nbytes) in impls.items():
-                if m == 4096 and impl == "torch_dequant_fp16":
-                    continue  # the same matmul as cuBLAS plus a dequantization: adds nothing at M = 4096
-                us = bench(fn)
+            per_copy = [gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m) for wf, wb, q in zip(wfs, wbs, qs)]
+            base, line = None, []
+            for impl, (_, nbytes) in per_copy[0].items():
+                fns = [c[impl][0] for c in per_copy]
+                us = time_us(fns)
                 base = us if impl == "cublas_fp16" else base
-                eager = bench(fn, graph=False) if m <= 16 else float("nan")  # launch overhead matters at small M
+                eager = time_us(fns, graph=False) if m <= 16 else float("nan")  # launch overhead matters here
+                cfg = tuned_label("w4a16_gemv", n, k, m) if impl in ("w4a16", "w4a16_bf16") and m <= 16 else ""
                 rows.append(dict(kind="gemm", shape=name, M=m, K=k, N=n, impl=impl, us=us, us_eager=eager,
                                  TFLOPs=2 * m * n * k / us / 1e6, TBps=nbytes / us / 1e6,
                                  intensity=2 * m * n * k / nbytes, speedup_vs_fp16=base / us,
-                                 fp16_weight_MB=2 * n * k / 2**20))
-            print(f"{name:24s} M={m:5d} " + " ".join(f"{r['impl']}={r['us']:.1f}" for r in rows[-len(impls):]),
-                  flush=True)
-        del w, wb, qw
+                                 fp16_weight_MB=2 * n * k / 2**20, config=cfg))
+                line.append(f"{impl}={us:.1f}")
+            print(f"{name:24s} M={m:5d} " + " ".join(line), flush=True)
+        del w, q0, wfs, wbs, qs
     return rows
 
 
-def elementwise_rows(dev) -> list[dict]:
+def elementwise_rows(dev, shapes) -> list[dict]:
     from kernels.act_quant import act_quant_int8
     from kernels.fwht import fwht
     from qsched_core.quant.hadamard import hadamard_transform
 
     rows = []
-    for m, k in ELEMENTWISE:
-        x = torch.randn(m, k, device=dev, dtype=torch.float16)
+    for m, k in shapes:
+        xs = [torch.randn(m, k, device=dev, dtype=torch.float16) for _ in range(copies_for(2 * m * k, cap=32))]
         d = (torch.randint(0, 2, (k,), device=dev) * 2 - 1).half()
-        for impl, fn, nbytes in [("fwht", lambda: fwht(x, d), 4 * m * k),
-                                 ("torch_hadamard_transform", lambda: hadamard_transform(x * d), 4 * m * k),
-                                 ("act_quant_int8", lambda: act_quant_int8(x, False), 3 * m * k)]:
-            us = bench(fn)
+        for impl, fn, nbytes in [("fwht", lambda x: fwht(x, d), 4 * m * k),
+                                 ("torch_hadamard_transform", lambda x: hadamard_transform(x * d), 4 * m * k),
+                                 ("act_quant_int8", lambda x: act_quant_int8(x, False), 3 * m * k)]:
+            us = time_us([lambda x=x, fn=fn: fn(x) for x in xs])
             rows.append(dict(kind="elementwise", shape=f"{m}x{k}", M=m, K=k, N=k, impl=impl, us=us,
                              TFLOPs=float("nan"), TBps=nbytes / us / 1e6, intensity=float("nan"),
                              speedup_vs_fp16=float("nan"), fp16_weight_MB=0.0))
             print(f"{impl:26s} {m}x{k}: {us:.1f} us, {rows[-1]['TBps']:.2f} TB/s", flush=True)
+        del xs
     return rows
 
 
-def environment() -> dict:
+def environment(dev) -> dict:
     import triton
 
-    return {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-            "cuda": torch.version.cuda, "python": platform.python_version(),
+    return {"gpu": torch.cuda.get_device_name() if dev.type == "cuda" else platform.processor() or "cpu",
+            "torch": torch.__version__, "triton": triton.__version__, "cuda": torch.version.cuda,
+            "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python " + " ".join(sys.argv),
-            "timing": "GPU time from CUDA-graph replays (launch overhead excluded), median, L2 flushed before each "
-                      "call; `eager` columns: triton.testing.do_bench with ordinary Python launches"}
+            "timing": "GPU time per call from CUDA-graph replays (launch overhead excluded), median of 10 replays, "
+                      "each call on its own copy of the weights (>= 512 MB streamed per replay, so weights never "
+                      "sit in L2); `eager` columns: the same calls launched from Python back to back"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results", help="folder for kernels.md / kernels.csv / kernels_roofline.png")
     ap.add_argument("--plot", default=None, help="only redraw the roofline from this CSV")
-    ap.add_argument("--skip-block", action="store_true")
+    ap.add_argument("--only", default="ceil,gemm,elementwise,block,unet,dllm",
+                    help="comma-separated sections to run (ceil is always measured)")
+    ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU interpreter (checks the script)")
     args = ap.parse_args()
     if args.plot:
         from kernels.report import plot_roofline
 
         plot_roofline(Path(args.plot), Path(args.plot).with_name("kernels_roofline.png"))
         return
-    if not torch.cuda.is_available():
-        sys.exit("kernels/bench.py needs a CUDA GPU (the kernels' CPU interpreter is for tests only)")
-    dev = torch.device("cuda")
+    if args.dry_run:
+        global ROTATE_BYTES
+        os.environ["TRITON_INTERPRET"] = "1"
+        ROTATE_BYTES = 1  # two copies of everything
+    elif not torch.cuda.is_available():
+        sys.exit("kernels/bench.py needs a CUDA GPU (the kernels' CPU interpreter is for tests only; see --dry-run)")
+    from kernels import bench_e2e
+
+    dev = torch.device("cpu" if args.dry_run else "cuda")
+    sizes = DRY if args.dry_run else dict(shapes=SHAPES, m_list=M_LIST, elementwise=ELEMENTWISE, block=BLOCK,
+                                          block_tokens=BLOCK_TOKENS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    env, ceil = environment(), ceilings(dev)
+    env, ceil = environment(dev), ceilings(dev)
     print(env, ceil, flush=True)
     rows = [dict(kind="ceiling", impl="copy", TBps=ceil["copy_TBps"]),
             dict(kind="ceiling", impl="cublas_fp16_8192", TFLOPs=ceil["fp16_TFLOPs"]),
             dict(kind="ceiling", impl="torch_int_mm_8192", TFLOPs=ceil["int8_TOPs"])]
-    from kernels.bench_e2e import end_to_end_rows
-
-    for section in (gemm_rows, elementwise_rows, None if args.skip_block else end_to_end_rows):
-        if section is not None:
-            rows += section(dev) if section is not end_to_end_rows else section(dev, bench, BLOCK, BLOCK_TOKENS)
+    sections = {
+        "gemm": lambda: gemm_rows(dev, sizes["shapes"], sizes["m_list"]),
+        "elementwise": lambda: elementwise_rows(dev, sizes["elementwise"]),
+        "block": lambda: bench_e2e.block_rows(dev, time_us, sizes["block"], sizes["block_tokens"]),
+        "unet": lambda: bench_e2e.tiny_unet_rows(dev, time_us, dry=args.dry_run),
+        "dllm": lambda: bench_e2e.dllm_speed_rows(dev, out / "dllm_gpu_speed.json", dry=args.dry_run),
+    }
+    for name in args.only.split(","):
+        if name in sections:
+            t0 = time.time()
+            try:
+                rows += sections[name]()
+            except Exception as e:  # a broken section must not lose the others
+                print(f"section {name} FAILED: {type(e).__name__}: {str(e)[:500]}", flush=True)
+            print(f"section {name}: {time.time() - t0:.0f} s", flush=True)
             save(rows, env, ceil, out)  # after each section: a run cut short still leaves its numbers
 
 
 def save(rows, env, ceil, out: Path) -> None:
+    from kernels._common import TUNED
     from kernels.report import plot_roofline, write_report
 
     with open(out / "kernels.csv", "w", newline="") as f:
@@ -220,11 +305,14 @@ def save(rows, env, ceil, out: Path) -> None:
         wr = csv.DictWriter(f, fieldnames=keys)
         wr.writeheader()
         wr.writerows(rows)
+    tuning = [dict(kernel=name, key=[str(v) for v in key], ms=times) for (name, key), times in TUNED.items()]
+    (out / "kernels_tuning.json").write_text(json.dumps(tuning, indent=1))
     write_report(rows, env, ceil, out / "kernels.md")
     try:
         plot_roofline(out / "kernels.csv", out / "kernels_roofline.png", ceil)
-    except ImportError as e:  # matplotlib missing on the GPU machine: redraw later with --plot
-        print(f"roofline not drawn ({e}); run: python kernels/bench.py --plot {out / 'kernels.csv'}")
+    except Exception as e:  # matplotlib missing, or a dry run without ceilings: redraw later with --plot
+        print(f"roofline not drawn ({type(e).__name__}: {e}); "
+              f"run: python kernels/bench.py --plot {out / 'kernels.csv'}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,13 @@ Viewing one row of x as an (a, b) matrix X in row-major order,
     x (A (x) B) = A^T X B        (two small tensor-core dots per row: 2 K (a + b) flops, ~300 flops/element)
 
 so each row is read once, rotated in registers, and written once: a memory-bound kernel, ideally at copy speed.
+One row at a time, the two dots form a dependent chain of small (64 x 64 x 64 at K = 4096) matrix products, so a
+program mostly waits. With R > 1 the kernel stacks R rows into each dot instead:
+
+    W = [X_1^T; ...; X_R^T] A        (R b, a): X_r^T A = (A^T X_r)^T for every r at once
+    [Y_1; ...; Y_R] = [W_1^T; ...; W_R^T] B
+
+one block transpose (a reshape and a permute in registers / shared memory) between two dots R times taller.
 A and B hold only +-1, exact in fp16/bf16; the intermediate A^T X is rounded to x's dtype before the second dot,
 so the result carries about one extra rounding (tolerances in tests/kernels).
 
@@ -28,11 +35,24 @@ import triton.language as tl
 
 from qsched_core.quant.hadamard import factor_size, hadamard_transform, paley, sylvester
 
-from ._common import (FLOAT_ACTS, check_contiguous, check_device, check_dtype, flatten_rows, float_dot_dtype, launch)
+from ._common import (
+    FLOAT_ACTS,
+    autotune_enabled,
+    check_contiguous,
+    check_device,
+    check_dtype,
+    flatten_rows,
+    float_dot_dtype,
+    interpreting,
+    tune,
+)
 
 
 def get_autotune_configs() -> list[triton.Config]:
-    return [triton.Config({"ROWS": r}, num_warps=w) for r in (2, 8, 16) for w in (4, 8)]
+    """R = rows per dot pair (1: a chain of two dots per row; > 1: R rows stacked), ROWS = rows per program."""
+    return ([triton.Config({"ROWS": r, "R": 1}, num_warps=w) for r in (2, 8, 16) for w in (4, 8)]
+            + [triton.Config({"ROWS": rows, "R": r}, num_warps=w)
+               for r, rows, w in [(2, 4, 4), (2, 8, 4), (2, 16, 8), (4, 8, 8), (4, 16, 8)]])
 
 
 @lru_cache(maxsize=32)
@@ -61,7 +81,7 @@ def fwht_kernel(
     scale,
     # meta-parameters
     A: tl.constexpr, B: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr,
-    HAS_SIGNS: tl.constexpr, DOT_DTYPE: tl.constexpr, ROWS: tl.constexpr,
+    HAS_SIGNS: tl.constexpr, DOT_DTYPE: tl.constexpr, ROWS: tl.constexpr, R: tl.constexpr,
 ):
     ia, ib = tl.arange(0, BLOCK_A), tl.arange(0, BLOCK_B)
     mask_a, mask_b = ia < A, ib < B
@@ -72,24 +92,46 @@ def fwht_kernel(
     mask = mask_a[:, None] & mask_b[None, :]
     if HAS_SIGNS:
         d = tl.load(d_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    for r in tl.range(0, ROWS, num_stages=2):  # several rows per program (A, B loaded once); next row prefetched
-        row = tl.program_id(0) * ROWS + r
-        xt = tl.load(x_ptr + row * stride_xm + offs, mask=mask & (row < M), other=0.0).to(tl.float32)
+    if R == 1:  # one row at a time: two (BLOCK_A, BLOCK_A, BLOCK_B)-sized dots in a chain
+        for r in tl.range(0, ROWS, num_stages=2):  # next row prefetched
+            row = tl.program_id(0) * ROWS + r
+            xt = tl.load(x_ptr + row * stride_xm + offs, mask=mask & (row < M), other=0.0).to(tl.float32)
+            if HAS_SIGNS:
+                xt = xt * d  # x * d: a sign flip, exact
+            t = tl.dot(at, xt.to(DOT_DTYPE))  # A^T X, (BLOCK_A, BLOCK_B) fp32
+            y = tl.dot(t.to(DOT_DTYPE), bm) * scale  # (A^T X) B / sqrt(K)
+            tl.store(y_ptr + row * stride_ym + offs, y.to(y_ptr.dtype.element_ty), mask=mask & (row < M))
+    else:  # R rows stacked: W = [X_1^T; ...; X_R^T] A, then [W_1^T; ...; W_R^T] B = [Y_1; ...; Y_R], 2-D dots
+        # with R times more rows (W_r^T = A^T X_r): one dot pair per R rows, and no (R, A, A) copies of A
+        am = tl.trans(at)  # A, (BLOCK_A, BLOCK_A)
+        s = tl.arange(0, R * BLOCK_B)  # stacked input index: row r = s // BLOCK_B of the group, column j = s % BLOCK_B
+        r_in, j_in = s // BLOCK_B, s % BLOCK_B
+        offs_t = ia[None, :] * B + j_in[:, None]  # (R BLOCK_B, BLOCK_A): X_r^T[j, i] = x[i B + j]
+        mask_t = mask_a[None, :] & (j_in < B)[:, None]
         if HAS_SIGNS:
-            xt = xt * d  # x * d: a sign flip, exact
-        t = tl.dot(at, xt.to(DOT_DTYPE))  # A^T X, (BLOCK_A, BLOCK_B) fp32
-        y = tl.dot(t.to(DOT_DTYPE), bm) * scale  # (A^T X) B / sqrt(K)
-        tl.store(y_ptr + row * stride_ym + offs, y.to(y_ptr.dtype.element_ty), mask=mask & (row < M))
+            d_t = tl.load(d_ptr + offs_t, mask=mask_t, other=0.0).to(tl.float32)
+        s_out = tl.arange(0, R * BLOCK_A)  # stacked output index: row r = s_out // BLOCK_A, X row i = s_out % BLOCK_A
+        r_out, i_out = s_out // BLOCK_A, s_out % BLOCK_A
+        offs_o = i_out[:, None] * B + ib[None, :]  # (R BLOCK_A, BLOCK_B)
+        mask_o = (i_out < A)[:, None] & mask_b[None, :]
+        for r0 in tl.range(0, ROWS, R, num_stages=2):
+            row0 = tl.program_id(0) * ROWS + r0
+            m_t = mask_t & (row0 + r_in < M)[:, None]
+            xt = tl.load(x_ptr + (row0 + r_in)[:, None] * stride_xm + offs_t, mask=m_t, other=0.0).to(tl.float32)
+            if HAS_SIGNS:
+                xt = xt * d_t
+            w = tl.dot(xt.to(DOT_DTYPE), am)  # (R BLOCK_B, BLOCK_A): X_r^T A, stacked
+            w = tl.reshape(tl.permute(tl.reshape(w, (R, BLOCK_B, BLOCK_A)), (0, 2, 1)), (R * BLOCK_A, BLOCK_B))
+            y = tl.dot(w.to(DOT_DTYPE), bm) * scale  # (R BLOCK_A, BLOCK_B): A^T X_r B, stacked
+            m_o = mask_o & (row0 + r_out < M)[:, None]
+            tl.store(y_ptr + (row0 + r_out)[:, None] * stride_ym + offs_o, y.to(y_ptr.dtype.element_ty), mask=m_o)
 
 
-_tuned = None
-
-
-def _kernel():
-    global _tuned
-    if _tuned is None:
-        _tuned = triton.autotune(get_autotune_configs(), key=["M", "A", "B"], warmup=5, rep=20)(fwht_kernel)
-    return _tuned
+@lru_cache(maxsize=32)
+def _factors_on(k: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """kron_factors(k) on `device`, copied once (a copy per call would also break CUDA-graph capture)."""
+    at, bm = kron_factors(k)
+    return at.to(device), bm.to(device)
 
 
 def fwht(x: torch.Tensor, signs: torch.Tensor | None = None, config: triton.Config | None = None) -> torch.Tensor:
@@ -97,7 +139,7 @@ def fwht(x: torch.Tensor, signs: torch.Tensor | None = None, config: triton.Conf
     check_device(x=x, signs=signs)
     check_dtype(x, "x", FLOAT_ACTS)
     k = x.shape[-1]
-    at, bm = kron_factors(k)
+    at, bm = _factors_on(k, str(x.device))
     if signs is not None:
         if tuple(signs.shape) != (k,):
             raise ValueError(f"signs has shape {tuple(signs.shape)}; expected ({k},), one +-1 per feature")
@@ -105,13 +147,21 @@ def fwht(x: torch.Tensor, signs: torch.Tensor | None = None, config: triton.Conf
     x2 = flatten_rows(x)  # (..., K) -> (M, K)
     m = x2.shape[0]
     y = torch.empty(m, k, dtype=x.dtype, device=x.device)
-    at, bm = at.to(x.device), bm.to(x.device)
     a, b = at.shape[0], bm.shape[0]
     args = (x2, signs if signs is not None else at, at, bm, y, m, x2.stride(0), y.stride(0), 1.0 / math.sqrt(k))
     meta = dict(A=a, B=b, BLOCK_A=max(16, triton.next_power_of_2(a)), BLOCK_B=max(16, b),
                 HAS_SIGNS=signs is not None, DOT_DTYPE=float_dot_dtype(x.dtype))
-    launch(fwht_kernel, _kernel, lambda c: (triton.cdiv(m, c["ROWS"]),), args, meta, config,
-           triton.Config({"ROWS": 1}))
+
+    def run(cfg: triton.Config) -> None:
+        opts = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        fwht_kernel[(triton.cdiv(m, cfg.kwargs["ROWS"]),)](*args, **meta, **cfg.kwargs, **opts)
+
+    if config is None:
+        if autotune_enabled():
+            config = tune("fwht", (m, a, b, x.dtype, signs is not None), get_autotune_configs(), run)
+        else:  # interpreter / QSCHED_AUTOTUNE=0
+            config = triton.Config({"ROWS": 4, "R": 2}, num_warps=4)
+    run(config)
     return y.reshape(x.shape)
 
 

@@ -29,7 +29,14 @@ import triton.language as tl
 
 from qsched_core.quant.primitives import code_dtype, qrange
 
-from ._common import PACK_BLOCK, check_device, check_dtype
+from ._common import (
+    PACK_BLOCK,
+    check_contiguous,
+    check_device,
+    check_dtype,
+    check_group_size_int4,
+    check_shape,
+)
 
 HALF = PACK_BLOCK // 2  # 32 bytes per block, one per pair of codes (j, j + 32)
 
@@ -78,6 +85,26 @@ def pack_int4_weight(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, s
     elif zero.numel() and bool((zero != 0).any()):
         raise ValueError("symmetric int4 weights must have zero points 0; pass symmetric=False for asymmetric ones")
     return pack_int4(q, symmetric), scale.to(torch.float16).contiguous(), zeros
+
+
+def check_w4_args(x, qweight, scales, zeros, group_size, bias, x_dtypes):
+    """The packed format as the W4A16 and W4A8 launchers take it: dtypes, devices, shapes; returns (K, N, GROUP)."""
+    check_device(x=x, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
+    check_dtype(x, "x", x_dtypes)
+    check_dtype(qweight, "qweight", (torch.uint8,))
+    check_dtype(scales, "scales", (torch.float16, torch.float32))
+    check_contiguous(qweight=qweight, scales=scales, zeros=zeros, bias=bias)
+    k, n = x.shape[-1], qweight.shape[0]
+    check_shape(qweight, "qweight", (n, padded_k(k) // 2), f"x has K={k}; pack the (N, K) codes with pack_int4")
+    group = check_group_size_int4(group_size, k)
+    n_groups = 1 if group_size == -1 else k // group_size
+    check_shape(scales, "scales", (n, n_groups), f"one scale per output row and group of {group_size}")
+    if zeros is not None:
+        check_dtype(zeros, "zeros", (torch.uint8,))
+        check_shape(zeros, "zeros", (n, n_groups), "zeros are shaped like scales")
+    if bias is not None:
+        check_shape(bias, "bias", (n,))
+    return k, n, group
 
 
 # ---------------------------------------------------------------------------------------------- kernel

@@ -12,9 +12,10 @@ import csv
 import math
 from pathlib import Path
 
-KERNELS = ["w4a16", "w4a16_bf16", "w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear"]
+KERNELS = ["w4a16", "w4a16_bf16", "w4a16_prev", "w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear"]
 BASELINES = ["cublas_fp16", "cublas_bf16", "torch_dequant_fp16", "torch_int_mm"]
 BIG_MB = 32.0
+TEXT_COLUMNS = ("kind", "shape", "impl", "note", "config")
 
 
 def _pick(rows, **kv):
@@ -66,10 +67,11 @@ def _targets(rows, ceil) -> list[str]:
 
 
 def _gemm_table(rows, m, ceil) -> list[str]:
+    small = m <= 16
     head = ["shape (K>N)", "fp16 us", "bf16 us"] + (["dequant+mm us"] if m < 4096 else []) + \
-        ["W4A16", "W4A16 TB/s", "W4A16 bf16", "W8A8 gemm", "W8A8 +act", "W4A8 gemm", "W4A8 +act"] + \
-        (["_int_mm"] if m > 16 else [])
-    eager = m <= 16 and any("us_eager" in r for r in rows)
+        ["W4A16", "W4A16 TB/s", "W4A16 bf16"] + (["W4A16 prev"] if small else []) + \
+        ["W8A8 gemm", "W8A8 +act", "W4A8 gemm", "W4A8 +act"] + (["_int_mm"] if m > 16 else [])
+    eager = small and any(r.get("us_eager") == r.get("us_eager") for r in _pick(rows, kind="gemm", M=m))
     head += ["W4A16 eager us", "fp16 eager us"] if eager else []
     lines = [f"**M = {m}** (time in us; `Nx` = speedup over cuBLAS fp16 in the same run; W4A16 bf16 vs cuBLAS bf16)",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -82,7 +84,7 @@ def _gemm_table(rows, m, ceil) -> list[str]:
             row.append(cell(get("torch_dequant_fp16"), fp16))
         w4 = get("w4a16")
         row += [cell(w4, fp16), f"{w4['TBps']:.2f} ({100 * w4['TBps'] / ceil['copy_TBps']:.0f}%)",
-                cell(get("w4a16_bf16"), bf16)]
+                cell(get("w4a16_bf16"), bf16)] + ([cell(get("w4a16_prev"), fp16)] if small else [])
         row += [cell(get(k), fp16) for k in ("w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear")]
         if m > 16:
             row.append(cell(get("torch_int_mm"), fp16))
@@ -90,6 +92,33 @@ def _gemm_table(rows, m, ceil) -> list[str]:
             row += [_fmt(w4["us_eager"]), _fmt(fp16["us_eager"])]
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
+
+
+def _dllm_table(rows) -> list[str]:
+    dl = _pick(rows, kind="dllm")
+    if not dl:
+        return []
+    out = ["", "## Tiny diffusion LM (models/dllm): generation speed, fp16 vs real W4A16", "",
+           "Greedy arith completions, 32 tokens, one full forward pass per committed token (no KV cache), eager "
+           "Python loop; W4A16 = the seven block linears on the kernels (g128 asymmetric), embedding and LM head "
+           "fp16.", "", "| model | prompts | fp16 tokens/s | W4A16 tokens/s | W4A16 / fp16 |", "|---|---|---|---|---|"]
+    for shape in dict.fromkeys(r["shape"] for r in dl):
+        for m in sorted({r["M"] for r in _pick(dl, shape=shape)}):
+            fp, w4 = _one(dl, shape=shape, M=m, impl="fp16"), _one(dl, shape=shape, M=m, impl="w4a16")
+            if fp and w4:
+                out.append(f"| {shape} | {m} | {fp['tokens_per_s']:.0f} | {w4['tokens_per_s']:.0f} | "
+                           f"{w4['tokens_per_s'] / fp['tokens_per_s']:.2f}x |")
+    return out
+
+
+def _config_table(rows) -> list[str]:
+    """The config the small-M W4A16 launcher picked per shape and M (the `config` column)."""
+    picked = [r for r in _pick(rows, kind="gemm", impl="w4a16") if r.get("config")]
+    if not picked:
+        return []
+    return (["", "## Configs picked by the small-M W4A16 tuner (fp16; DOT=0: CUDA-core FMA, DOT=1: tensor cores)", "",
+             "| shape | M | config |", "|---|---|---|"]
+            + [f"| {r['shape']} | {r['M']} | `{r['config']}` |" for r in picked])
 
 
 def write_report(rows, env, ceil, path: Path) -> None:
@@ -125,6 +154,7 @@ def write_report(rows, env, ceil, path: Path) -> None:
     for r in _pick(rows, kind="unet"):
         extra = "" if r["impl"] == "skipped" else f" {r['impl']}: {r['us']:.1f} us ({r['speedup_vs_fp16']:.2f}x fp16),"
         out += ["", f"Tiny-world UNet (batch 8):{extra} {r['note']}."]
+    out += _dllm_table(rows) + _config_table(rows)
     notes = Path(__file__).with_name("bench_notes.md")
     if notes.exists():
         out += ["", notes.read_text().strip()]
@@ -137,9 +167,9 @@ def read_rows(path: Path) -> list[dict]:
     for r in csv.DictReader(open(path)):
         for k, v in r.items():
             try:
-                r[k] = int(v) if k in ("M", "K", "N") else float(v) if k not in ("kind", "shape", "impl", "note") else v
+                r[k] = int(v) if k in ("M", "K", "N") else float(v) if k not in TEXT_COLUMNS else v
             except ValueError:
-                r[k] = float("nan") if k not in ("kind", "shape", "impl", "note") else v
+                r[k] = float("nan") if k not in TEXT_COLUMNS else v
         rows.append(r)
     return rows
 

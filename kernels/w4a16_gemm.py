@@ -1,24 +1,23 @@
 """W4A16 GEMM: y = x @ dequantize(W)^T with packed int4 weights, group-wise scales (and zeros), fp16/bf16 x.
 
-Why fuse the dequantization: at small M (decoding, batch-1 denoising) a linear layer is a stream over its weight
-bytes, each used M times; the time is bytes / bandwidth. Reading 4-bit codes instead of fp16 moves ~3.9x fewer
-bytes, but only if the fp16 weight never exists in memory: dequantizing first (torch: `dequantize` then F.linear)
-writes and re-reads the full fp16 weight and is slower than plain fp16. Here each tile is unpacked in registers
-right before `tl.dot`.
+Why fuse the dequantization: reading 4-bit codes instead of fp16 moves ~3.9x fewer weight bytes, but only if the
+fp16 weight never exists in memory: dequantizing first (torch: `dequantize` then F.linear) writes and re-reads the
+full fp16 weight and is slower than plain fp16. Here each tile is unpacked in registers right before `tl.dot`.
 
-Two paths share one kernel:
-  - GEMV path (M <= 16): BLOCK_M = 16 and split-K. With N / BLOCK_N tiles alone, a 4096-wide layer gives ~64-128
-    programs, too few bytes in flight to fill HBM; SPLIT_K programs each take a slice of K and add their partial
-    sums into the (zeroed) output with atomics.
-  - tiled path (M > 16): classic output tiles, SPLIT_K = 1, like the Triton matmul tutorial.
-The K loop steps NB 64-column packing blocks at a time (layout in int4_pack.py): one dot on the low-nibble planes
-(columns 0..31 of each block), one on the high planes (32..63). Each tile is dequantized in registers,
-(q - z) * s rounded to x's dtype exactly as the torch path rounds its dequantized weight, and accumulated in place
-in fp32. A tile never straddles two groups (NB = 1, or 64 NB <= G), so each plane needs one scale vector.
+`w4a16_gemm` picks the kernel by M:
+  - M <= 16: `w4a16_gemv` (w4a16_gemv.py), a stream over the weight bytes with split-K and int32-word loads;
+  - M > 16: `w4a16_gemm_kernel` below, output tiles as in the Triton matmul tutorial (`w4a16_tiled`).
+The tiled kernel's K loop steps NB 64-column packing blocks at a time (layout in int4_pack.py): one dot on the
+low-nibble planes (columns 0..31 of each block), one on the high planes (32..63). Each tile is dequantized in
+registers, (q - z) * s rounded to x's dtype exactly as the torch path rounds its dequantized weight, and accumulated
+in place in fp32. A tile never straddles two groups (NB = 1, or 64 NB <= G), so each plane needs one scale vector.
+It also takes SPLIT_K > 1 (partial sums added into a zeroed output): with BLOCK_M = 16 that was this repo's first
+small-M path, kept so that the benchmark compares it with the GEMV kernel (`SMALL_M_CONFIG`, column `W4A16 prev`;
+in the one H200 run it was faster than w4a16_gemv at M = 16, see results/kernels.md).
 
 What we tried first: multiplying each plane's dot result by its scale (exact integer dots) instead of scaling the
 weights. It is more exact but keeps three (BLOCK_M, BLOCK_N) fp32 tiles live, spilled registers at large tiles and
-ran 6x slower than cuBLAS at M = 4096; one 32-column plane per iteration also left too few bytes in flight at M = 1.
+ran 6x slower than cuBLAS at M = 4096.
 
 Notation: M tokens, K input features, N output features, G group size (32, multiples of 64, or -1 = per channel),
 B = 4 bits. x (M, K) fp16/bf16; qweight (N, Kp // 2) uint8; scales (N, K // G) fp16; zeros (N, K // G) uint8
@@ -32,29 +31,27 @@ import triton.language as tl
 
 from qsched_core.quant.primitives import dequantize
 
-from ._common import (FLOAT_ACTS, check_contiguous, check_device, check_dtype, check_group_size_int4, check_shape,
-                      flatten_rows, float_dot_dtype, launch)
-from .int4_pack import HALF, padded_k, unpack_int4_ref
+from ._common import FLOAT_ACTS, flatten_rows, float_dot_dtype, launch
+from .int4_pack import HALF, check_w4_args, unpack_int4_ref
+from .w4a16_gemv import MAX_M as GEMV_MAX_M
+from .w4a16_gemv import w4a16_gemv
 
-GEMV_MAX_M = 16
+# the former small-M path: 16-row output tiles, K split in 8 slices (what w4a16_gemv replaced)
+SMALL_M_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "SPLIT_K": 8, "NB": 2}, num_warps=4, num_stages=4)
 
 
-def get_autotune_configs(gemv: bool) -> list[triton.Config]:
-    """Small lists on purpose: each config is one compile (~1 s) and one timing per new (N, K, M bucket) on the GPU.
+def get_autotune_configs() -> list[triton.Config]:
+    """Small list on purpose: each config is one compile (~1 s) and one timing per new (N, K, M bucket) on the GPU.
 
     NB = packing blocks per loop iteration (BLOCK_K = 64 NB columns): more bytes in flight per iteration. A tile
     must not straddle two groups, so configs with 64 NB > G are dropped for that G (see `_configs_for`).
     """
-    if gemv:
-        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": bn, "SPLIT_K": sk, "NB": nb}, num_warps=w, num_stages=st)
-                for bn, sk, nb, w, st in [(64, 4, 1, 4, 4), (64, 8, 2, 4, 4), (128, 8, 2, 4, 3), (64, 4, 4, 4, 3),
-                                          (128, 4, 4, 8, 3), (32, 16, 2, 4, 4), (64, 16, 1, 4, 4)]]
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": 1, "NB": nb}, num_warps=w, num_stages=st)
             for bm, bn, nb, w, st in [(64, 128, 1, 4, 4), (128, 128, 2, 8, 3), (128, 256, 1, 8, 3), (64, 64, 2, 4, 4)]]
 
 
-def _configs_for(gemv: bool, group: int) -> list[triton.Config]:
-    return [c for c in get_autotune_configs(gemv) if c.kwargs["NB"] == 1 or 64 * c.kwargs["NB"] <= group]
+def _configs_for(group: int) -> list[triton.Config]:
+    return [c for c in get_autotune_configs() if c.kwargs["NB"] == 1 or 64 * c.kwargs["NB"] <= group]
 
 
 @triton.jit(do_not_specialize=["M", "M_BUCKET"])  # one compile for every M
@@ -118,36 +115,16 @@ def w4a16_gemm_kernel(
         tl.atomic_add(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-_tuned: dict[tuple, object] = {}
+_tuned: dict[int, object] = {}
 
 
-def _kernel(gemv: bool, group: int):
-    """The autotuned kernel for one path and group size (configs whose tile would straddle two groups removed)."""
-    key = (gemv, min(group, 256))
+def _kernel(group: int):
+    """The autotuned tiled kernel for one group size (configs whose tile would straddle two groups removed)."""
+    key = min(group, 256)
     if key not in _tuned:
-        _tuned[key] = triton.autotune(_configs_for(gemv, group), key=["N", "K", "M_BUCKET"], warmup=5, rep=20,
-                                      reset_to_zero=["y_ptr"] if gemv else None)(w4a16_gemm_kernel)
+        _tuned[key] = triton.autotune(_configs_for(group), key=["N", "K", "M_BUCKET"], warmup=5,
+                                      rep=20)(w4a16_gemm_kernel)
     return _tuned[key]
-
-
-def check_w4_args(x, qweight, scales, zeros, group_size, bias, x_dtypes):
-    """Shared by the W4A16 and W4A8 launchers: dtypes, devices, shapes; returns (K, N, GROUP)."""
-    check_device(x=x, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
-    check_dtype(x, "x", x_dtypes)
-    check_dtype(qweight, "qweight", (torch.uint8,))
-    check_dtype(scales, "scales", (torch.float16, torch.float32))
-    check_contiguous(qweight=qweight, scales=scales, zeros=zeros, bias=bias)
-    k, n = x.shape[-1], qweight.shape[0]
-    check_shape(qweight, "qweight", (n, padded_k(k) // 2), f"x has K={k}; pack the (N, K) codes with pack_int4")
-    group = check_group_size_int4(group_size, k)
-    n_groups = 1 if group_size == -1 else k // group_size
-    check_shape(scales, "scales", (n, n_groups), f"one scale per output row and group of {group_size}")
-    if zeros is not None:
-        check_dtype(zeros, "zeros", (torch.uint8,))
-        check_shape(zeros, "zeros", (n, n_groups), "zeros are shaped like scales")
-    if bias is not None:
-        check_shape(bias, "bias", (n,))
-    return k, n, group
 
 
 def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
@@ -155,16 +132,26 @@ def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
                config: triton.Config | None = None) -> torch.Tensor:
     """y = x @ W^T (+ bias) with W = (codes - zero) * scale from `pack_int4_weight`; x (..., K) fp16/bf16.
 
-    `config` forces one kernel configuration (tests, benchmarks); by default the GPU autotunes.
+    M <= 16 rows run on `w4a16_gemv`, more on the tiled kernel; `config` forces one configuration of the kernel
+    that M selects (tests, benchmarks); by default the GPU autotunes.
     """
+    m = x.reshape(-1, x.shape[-1]).shape[0]
+    if m <= GEMV_MAX_M:
+        return w4a16_gemv(x, qweight, scales, zeros, group_size, bias, config)
+    return w4a16_tiled(x, qweight, scales, zeros, group_size, bias, config)
+
+
+def w4a16_tiled(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
+                group_size: int = 128, bias: torch.Tensor | None = None,
+                config: triton.Config | None = None) -> torch.Tensor:
+    """The tiled kernel at any M (w4a16_gemm sends it M > 16); arguments as w4a16_gemm."""
     k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
     x2 = flatten_rows(x)  # (..., K) -> (M, K)
     m = x2.shape[0]
-    gemv = m <= GEMV_MAX_M
     if config is not None and config.kwargs["NB"] > 1 and 64 * config.kwargs["NB"] > group:
         raise ValueError(f"config NB={config.kwargs['NB']} spans {64 * config.kwargs['NB']} columns, more than one "
                          f"group of {group_size}; use NB = 1")
-    split = (config.kwargs["SPLIT_K"] if config is not None else (2 if gemv else 1)) > 1
+    split = config is not None and config.kwargs["SPLIT_K"] > 1
     # split-K adds partial sums into a zeroed output with atomics: fp16 natively, bf16 through an fp32 buffer
     acc_dtype = torch.float32 if split and x.dtype == torch.bfloat16 else x.dtype
     y = (torch.zeros if split else torch.empty)(m, n, dtype=acc_dtype, device=x.device)
@@ -174,9 +161,8 @@ def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
     meta = dict(GROUP=group, HAS_ZEROS=zeros is not None, HAS_BIAS=bias is not None,
                 DOT_DTYPE=float_dot_dtype(x.dtype), HALF_BLOCK=HALF)
     grid = lambda c: (triton.cdiv(m, c["BLOCK_M"]), triton.cdiv(n, c["BLOCK_N"]), c["SPLIT_K"])
-    interp = get_autotune_configs(gemv)[0] if gemv else triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "SPLIT_K": 1,
-                                                                         "NB": 1})
-    launch(w4a16_gemm_kernel, lambda: _kernel(gemv, group), grid, args, meta, config, interp)
+    interp = triton.Config({"BLOCK_M": 16 if m <= GEMV_MAX_M else 128, "BLOCK_N": 32, "SPLIT_K": 1, "NB": 1})
+    launch(w4a16_gemm_kernel, lambda: _kernel(group), grid, args, meta, config, interp)
     return y.to(x.dtype).reshape(*x.shape[:-1], n)
 
 

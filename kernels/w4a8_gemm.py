@@ -29,8 +29,7 @@ import triton.language as tl
 from qsched_core.quant.primitives import dequantize
 
 from ._common import check_device, launch
-from .int4_pack import HALF, unpack_int4_ref
-from .w4a16_gemm import check_w4_args
+from .int4_pack import HALF, check_w4_args, unpack_int4_ref
 from .w8a8_gemm import check_act_args
 
 

@@ -3,8 +3,9 @@ import pytest
 import torch
 from kernel_helpers import DEVICE, TOL, assert_close_report
 
+from kernels._common import label
 from kernels.act_quant import act_quant_int8, act_quant_int8_ref
-from kernels.fwht import fwht, fwht_ref, kron_factors
+from kernels.fwht import fwht, fwht_ref, get_autotune_configs, kron_factors
 from qsched_core.quant.hadamard import hadamard_matrix
 
 ACT_CASES = [(False, "torchao"), (True, "qmax"), (True, "torchao")]  # (symmetric, scale_rule): w4a8, w8a8, other
@@ -42,6 +43,15 @@ def test_fwht_matches_library(k, dtype):
     assert_close_report(out, fwht_ref(x, signs), 2 * TOL[dtype], f"fwht K={k} {dtype}")
 
 
+@pytest.mark.parametrize("cfg", get_autotune_configs(), ids=label)
+def test_fwht_every_config(cfg):
+    """Each config the tuner may pick (one row at a time, or R rows stacked), on a Paley size with masked tiles."""
+    x = torch.randn(7, 96).half()
+    signs = torch.randint(0, 2, (96,)).float() * 2 - 1
+    out = fwht(x.to(DEVICE), signs.to(DEVICE), config=cfg).cpu()
+    assert_close_report(out, fwht_ref(x, signs), 2 * TOL[torch.float16], f"fwht {label(cfg)}")
+
+
 def test_fwht_factors_are_the_library_matrix():
     for k in (64, 96, 768):
         at, b = kron_factors(k)
@@ -73,3 +83,18 @@ def test_gpu_act_quant_and_fwht_large(dtype):
         for k in (4096, 12288):
             xk = torch.randn(m, k).to(dtype)
             assert_close_report(fwht(xk.cuda()).cpu(), fwht_ref(xk), 2 * TOL[dtype], f"fwht M={m} K={k}")
+
+
+@pytest.mark.gpu
+def test_gpu_fwht_every_config():
+    """Every config that fits this GPU is right (the tuner skips those that run out of shared memory, as here)."""
+    from triton.runtime.errors import OutOfResources
+
+    for k in (4096, 12288):
+        x = torch.randn(17, k).half()
+        for cfg in get_autotune_configs():
+            try:
+                out = fwht(x.cuda(), config=cfg).cpu()
+            except OutOfResources:
+                continue
+            assert_close_report(out, fwht_ref(x), 2 * TOL[torch.float16], f"fwht K={k} {label(cfg)}")

@@ -1,6 +1,7 @@
 """W4A16, W8A8 and W4A8 GEMMs against their `*_ref` (x @ dequantize(W)^T with the library's primitives).
 
-CPU (TRITON_INTERPRET=1): small shapes, every M of the issue on one shape, every group size and dtype on a few.
+CPU (TRITON_INTERPRET=1): small shapes, every M of the issue on one shape, every group size and dtype on a few,
+every config of the small-M W4A16 kernel once.
 GPU (`gpu` marker): the full product of shapes x group sizes x dtypes x M, plus every autotune config once.
 Shapes include K and N that are not multiples of the block sizes (K = 96, 200; N = 33, 257).
 """
@@ -10,12 +11,14 @@ import pytest
 import torch
 from kernel_helpers import DEVICE, TOL, assert_close_report
 
+from kernels._common import label
 from kernels.act_quant import act_quant_int8_ref
 from kernels.int4_pack import pack_int4_weight
 from kernels.w4a8_gemm import get_autotune_configs as w4a8_configs
 from kernels.w4a8_gemm import w4a8_gemm, w4a8_gemm_ref
+from kernels.w4a16_gemm import SMALL_M_CONFIG, w4a16_gemm, w4a16_gemm_ref, w4a16_tiled
 from kernels.w4a16_gemm import get_autotune_configs as w4a16_configs
-from kernels.w4a16_gemm import w4a16_gemm, w4a16_gemm_ref
+from kernels.w4a16_gemv import get_autotune_configs as w4a16_gemv_configs
 from kernels.w8a8_gemm import get_autotune_configs as w8a8_configs
 from kernels.w8a8_gemm import w8a8_gemm, w8a8_gemm_ref
 from qsched_core.quant.primitives import choose_qparams, quantize
@@ -77,18 +80,35 @@ def test_w4a16_every_m(m):
     (n, k, g, d, s) for (n, k), g, d, s in itertools.product(CPU_SHAPES, GROUPS, DTYPES, [True, False])
     if _valid(k, g)], ids=str)
 def test_w4a16_grid(n, k, g, dtype, symmetric):
-    for m in (1, 17):  # GEMV path, tiled path
+    for m in (1, 3, 17):  # small-M kernel (CUDA-core path at M = 1, tensor-core path at M = 3), tiled kernel
         run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric)
 
 
-@pytest.mark.parametrize("g,k", [(128, 256), (-1, 200)], ids=str)
-def test_w4a16_wide_tiles(g, k):
-    """NB = 2 packing blocks per iteration (GPU configs): the last tile is partial when K = 200."""
-    for gemv in (True, False):
-        cfg = [c for c in w4a16_configs(gemv) if c.kwargs["NB"] == 2][0]
-        run_w4a16(3 if gemv else 40, 24, k, g, torch.float16, g == -1, config=cfg)
+@pytest.mark.parametrize("i,cfg", list(enumerate(w4a16_gemv_configs())),
+                         ids=lambda v: str(v) if isinstance(v, int) else label(v))
+def test_w4a16_gemv_every_config(i, cfg):
+    """Every small-M config the GPU may pick: K = 200 ends in a partial tile (masked), K = 256 with G = 64 does not
+    (EVEN_K, no masks) and puts four groups in a tile; fma configs run M = 1, 2, dot configs M = 3, 16."""
+    n, k, g, symmetric = (24, 200, -1, True) if i % 2 else (40, 256, 64, False)
+    for m in ((1, 2) if not cfg.kwargs["DOT"] else (3, 16)):
+        run_w4a16(m, n, k, g, torch.float16 if m % 2 else torch.bfloat16, symmetric, bias=i % 2 == 0, config=cfg)
+
+
+def test_w4a16_tiled_wide_tiles_and_errors():
+    """The tiled kernel with NB = 2 packing blocks per iteration (K = 200: a partial last tile), and with split-K
+    (the former small-M path); a tile may not straddle two groups; fma configs take at most 2 rows."""
+    cfg = [c for c in w4a16_configs() if c.kwargs["NB"] == 2][0]
+    for m, config in [(40, cfg), (3, SMALL_M_CONFIG)]:
+        qweight, scales, zeros = make_w4(24, 200, -1, True)
+        x = torch.randn(m, 200).half().to(DEVICE)
+        assert_close_report(w4a16_tiled(x, qweight, scales, zeros, -1, config=config),
+                            w4a16_gemm_ref(x, qweight, scales, zeros, -1), TOL[torch.float16], f"tiled M={m}")
     with pytest.raises(ValueError, match="more than one group"):
-        run_w4a16(3, 24, 256, 64, torch.float16, True, config=cfg)
+        qweight, scales, zeros = make_w4(24, 256, 64, True)
+        w4a16_tiled(torch.randn(40, 256).half().to(DEVICE), qweight, scales, zeros, 64, config=cfg)
+    fma = next(c for c in w4a16_gemv_configs() if not c.kwargs["DOT"])
+    with pytest.raises(ValueError, match="fma config"):
+        run_w4a16(3, 24, 256, 64, torch.float16, True, config=fma)
 
 
 @pytest.mark.parametrize("m", M_ALL)
@@ -151,10 +171,12 @@ def test_gpu_full_grid(n, k, g, dtype):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_gpu_every_autotune_config(dtype):
-    """The autotuner may pick any config: each must be right on its own (M picks the path)."""
-    for cfg in w4a16_configs(True):
-        run_w4a16(3, 1000, 768, 256 if cfg.kwargs["NB"] == 4 else 128, dtype, False, config=cfg)
-    for cfg in w4a16_configs(False):
+    """The autotuner may pick any config: each must be right on its own (M picks the kernel)."""
+    for cfg in w4a16_gemv_configs():
+        for m in ((1, 2) if not cfg.kwargs["DOT"] else (1, 16)):
+            run_w4a16(m, 1000, 768, 128, dtype, False, config=cfg)
+            run_w4a16(m, 257, 1280, 32, dtype, True, config=cfg)
+    for cfg in w4a16_configs() + [SMALL_M_CONFIG]:
         run_w4a16(300, 1000, 768, -1, dtype, True, config=cfg)
     for cfg in w8a8_configs():
         run_int8("w8a8", 300, 1000, 768, -1, dtype, False, config=cfg)
