@@ -216,7 +216,7 @@ def main(argv=None) -> dict[str, Path]:
     paths["md"].write_text(render_markdown(rows, cfg, info))
     viz.plot_paired_diffs(rows, "d_fid", title=f"{cfg.preset.upper()} {cfg.steps} steps: recipe - naive").savefig(
         paths["figure"], dpi=110)
-    card = MetricCard(feature_network="tiny-world evaluator penultimate layer (256-d)", n_images=cfg.n_prompts,
+    card = MetricCard(feature_network=models.evaluator.describe(), n_images=cfg.n_prompts,
                       reference_set=models.ref.name, reference_size=models.ref.n, resize_policy="none (native 64x64)",
                       clip_backbone="tinyworld-clip (open_clip format, 64x64)",
                       seeds=[int(s) for s in cfg.seeds.split(",")],

@@ -221,7 +221,7 @@ def write_report(main_cells, sweep_cells, ref, cfg: MainConfig, out_dir: Path, i
     fig.savefig(out_dir / f"{cfg.name}.png", dpi=110)
     paths["figure"] = out_dir / f"{cfg.name}.png"
     paths["samples"] = save_samples(cells, out_dir / f"{cfg.name}.samples.png")
-    card = MetricCard(feature_network="tiny-world evaluator penultimate layer (256-d)", n_images=cfg.n_prompts,
+    card = MetricCard(feature_network=info.get("feature_network", "tiny-world evaluator"), n_images=cfg.n_prompts,
                       reference_set=ref.name, reference_size=ref.n, resize_policy="none (native 64x64)",
                       clip_backbone="tinyworld-clip (open_clip format, 64x64)", seeds=list(_ints(cfg.seeds)),
                       scorer_names=sorted({c.calibration.get("scorer", "") for c in cells} - {""}) or ["none"])
@@ -263,7 +263,9 @@ def render_markdown(main_rows, sweep_rows, paired, diag, reruns, cfg: MainConfig
         f"(cells cached: {info['cached_cells']} of {info['n_cells']}; image generation summed over cells "
         f"{sum(r['gen_s'] for r in main_rows + sweep_rows) / 60:.1f} min). Command: `{info['command']}`.", "",
         ("Every row uses the same prompts and the same per-image noise (paired). Intervals: 95% percentile "
-        "bootstrap over images (FID: over generated images; with several seeds, mean ± std over seeds). UNet MB "
+        "bootstrap over images (FID: 100 half-samples of the generated images without replacement, spread rescaled "
+        "by sqrt(1/2) and centred on the estimate, `stats.subsample_ci`; with several seeds, mean ± std over "
+        "seeds). UNet MB "
         "counts packed weights (int4 2 per byte, fp16 scales, everything unquantized at FP16); calibration cost is "
         "the JAQ grid search's wall time and UNet evaluations (reused searches report their recorded cost)."), "",
         "## 1. Main table", "", markdown_table(main_rows, MAIN_COLUMNS),
@@ -323,6 +325,7 @@ def main(argv=None) -> dict[str, Path]:
     cells = main_cells + sweep_cells
     n_new = len(list((ecfg.cache_dir / "cells").glob("*.json"))) - n_cached
     info = {"machine": machine_description(), "fast": fast_mode(), "wall_s": time.perf_counter() - t0,
+            "feature_network": models.evaluator.describe(),
             "cell_machines": sorted({c.machine for c in cells}),
             "n_cells": len(cells), "cached_cells": len(cells) - n_new,
             "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])}

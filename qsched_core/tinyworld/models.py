@@ -96,6 +96,13 @@ class Evaluator(nn.Module):
         if n_quality:
             self.heads["quality"] = nn.Linear(feat_dim, n_quality)
 
+    def describe(self) -> str:
+        """The feature layer in words, for metric cards."""
+        c = self.config
+        if c["embedding"] == "bn":
+            return f"tiny-world evaluator v2 feature layer ({c['feat_dim']}-d Linear + BatchNorm, no ReLU)"
+        return f"tiny-world evaluator v1 penultimate layer ({c['feat_dim']}-d, post-ReLU)"
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, 64, 64):  # other sizes would fail deep inside `neck`
             raise ValueError(f"images of shape {tuple(x.shape)} must be (B, 3, 64, 64), the size the evaluator was "
