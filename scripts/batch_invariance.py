@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 
 import torch
@@ -40,6 +42,7 @@ def main(argv=None):
     p.add_argument("--presets", default="fp,w4a8,w8a8")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--grid-points", type=int, default=11)
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     pipe = hub.load_pipeline("tinyworld-lcm", device=args.device)
@@ -65,7 +68,7 @@ def main(argv=None):
                          "argmax_one_by_one": points[int(one.argmax())], "argmax_batched": points[int(many.argmax())]})
             print(rows[-1], flush=True)
     torch.backends.cudnn.allow_tf32 = False
-    head = (f"# Batch invariance of the search engine\n\n`python scripts/batch_invariance.py --device {args.device}` "
+    head = (f"# Batch invariance of the search engine\n\n`python scripts/batch_invariance.py {shlex.join(argv)}` "
             f"on {machine_description()}, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - t0:.0f} s. "
             f"Student at {args.presets}, {args.steps} steps, 5 calibration prompts, the {len(axis)}x{len(axis)} grid on "
             "[0.8, 1.2], "
