@@ -1,12 +1,15 @@
-"""Run the dLLM PTQ grid and write the results: python scripts/dllm_study.py --device cuda --workers 14
+"""Run the dLLM PTQ grid, write the results: python scripts/dllm_study.py --device cuda --workers 15 --eval-in-workers
 
 Jobs append to --out (JSONL) as they finish, so a rerun resumes; --report-only rebuilds results/dllm_ptq.{md,csv,png}
-from the JSONL without running anything.
+from the JSONL without running anything (seconds, no GPU; `make tables` does that). Keep what the grid prints as
+<out stem>.log (`... | tee results/dllm_ptq.log`): the report reads the command, machine and wall time from it.
 """
 import argparse
 import json
+import time
 from dataclasses import asdict, fields
 
+from qsched_core.dllm.runlog import machine_info
 from qsched_core.dllm.study import StudyConfig, run_study
 
 
@@ -38,7 +41,10 @@ def main():
         print(json.dumps(run_analysis(cfg.model_dir, "results"), indent=1), flush=True)
         return
     if not report_only:
+        t0 = time.perf_counter()
+        print(json.dumps({"machine": machine_info(cfg.device)}), flush=True)
         run_study(cfg)
+        print(json.dumps({"wall_s": round(time.perf_counter() - t0, 1)}), flush=True)
     if not no_report:
         from qsched_core.dllm.report import write_report
         print(write_report(cfg.out), flush=True)
