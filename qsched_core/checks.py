@@ -4,7 +4,7 @@ Every check raises `ValueError` naming the argument, the value it got and what t
 pads, clips, casts or iterates its way around a bad value (STYLE.md principle 17). They are called at the top
 of public functions, e.g. `clip_score` starts with `check_images(images)` and `check_prompts(prompts, len(images))`.
 
-Why each check exists (all found by feeding the entry points bad values, issue 15):
+Why each check exists (all found by feeding the entry points bad values):
   * NaN features make scipy's matrix square root spin for minutes, and NaN images slip past a min/max range test
     (comparisons with NaN are False), so `check_finite` runs before any range test;
   * a bare string is a sequence of characters: `clip_score(images, "a red circle")` would score one letter per image;

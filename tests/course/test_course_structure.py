@@ -1,4 +1,4 @@
-"""The course notebooks keep the shape issue 14 asks for: 2-4 graded exercises, each with a collapsed worked
+"""The course notebooks keep the course's shape: 2-4 graded exercises, each with a collapsed worked
 solution, a check for the ones with a number or a function as answer, one MODEL cell near the top, and a closing
 "what you should now be able to explain" list."""
 import re
@@ -10,7 +10,8 @@ import pytest
 from qsched_core import exercises, hub
 
 ROOT = Path(__file__).resolve().parents[2]
-COURSE = ("00_tiny_world", "01_quantization_error", "02_ptq_methods")
+COURSE = ("00_tiny_world", "01_quantization_error", "02_ptq_methods", "03_qsched_coefficients", "04_ablations",
+          "05_fid_clip_evaluation", "07_kernels")
 
 
 def cells(name):

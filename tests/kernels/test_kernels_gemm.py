@@ -1,7 +1,7 @@
 """W4A16, W8A8 and W4A8 GEMMs against their `*_ref` (x @ dequantize(W)^T with the library's primitives).
 
-CPU (TRITON_INTERPRET=1): small shapes, every M of the issue on one shape, every group size and dtype on a few,
-every config of the small-M W4A16 kernel once.
+CPU (TRITON_INTERPRET=1): small shapes, every M of the test grid (1, 2, 3, 15, 16, 17, 128, 1000) on one shape,
+every group size and dtype on a few, every config of the small-M W4A16 kernel once.
 GPU (`gpu` marker): the full product of shapes x group sizes x dtypes x M, plus every autotune config once.
 Shapes include K and N that are not multiples of the block sizes (K = 96, 200; N = 33, 257).
 """

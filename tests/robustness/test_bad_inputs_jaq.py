@@ -1,4 +1,4 @@
-"""Bad inputs to the JAQ objective and its scorers (issue 15: a bare string was scored letter by letter, an empty
+"""Bad inputs to the JAQ objective and its scorers (a bare string was scored letter by letter, an empty
 batch crashed inside torch.cat, NaN images passed the range check, k = nan / inf returned NaN / inf and k = "2"
 raised a bare TypeError)."""
 import pytest

@@ -1,5 +1,5 @@
 """Bad inputs to the FID / KID / attribute-accuracy path: each is rejected fast with a message that names the
-argument, the value and the fix (issue 15: NaN features used to hang in sqrtm, [0, 255] images gave FID 3.5e7,
+argument, the value and the fix (NaN features used to hang in sqrtm, [0, 255] images gave FID 3.5e7,
 32x32 images crashed with a matrix-shape error, FID from 2 images returned a number)."""
 import numpy as np
 import pytest

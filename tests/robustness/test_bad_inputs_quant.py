@@ -1,4 +1,4 @@
-"""Bad inputs to quantization: primitives, QuantConfig, QuantLinear and quantize_ (issue 15: a 1e-13 weight row lost
+"""Bad inputs to quantization: primitives, QuantConfig, QuantLinear and quantize_ (a 1e-13 weight row lost
 its values silently, W4A8 layers rejected an empty (0, K) batch that nn.Linear accepts, quantizing twice failed
 without saying why, `QuantConfig.from_name(cfg.name)` failed for the config's own name)."""
 import copy

@@ -1,5 +1,5 @@
 """Bad inputs to the coefficient search, the Q-Sched scheduler, the sampler, seeding, statistics, the hub registry
-and the tiny world (issue 15: grid_points 1 or 2 was rejected with a message about coarse_points)."""
+and the tiny world (grid_points 1 or 2 was rejected with a message about coarse_points)."""
 import pytest
 
 from qsched_core import hub, sampling, sched, stats, utils

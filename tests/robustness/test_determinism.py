@@ -1,5 +1,5 @@
 """Same seed, same bits: images, JAQ and a coefficient search computed here and in a fresh Python process are
-bitwise identical on the CPU (issue 15, part 5). One tiny workload: 2 prompts, 2 steps, a 2x2 grid."""
+bitwise identical on the CPU. One tiny workload: 2 prompts, 2 steps, a 2x2 grid."""
 import hashlib
 import json
 import os

@@ -1,6 +1,6 @@
 """Every file the repo reads is validated on load: a corrupt or stale file gives an error that names the path and
 how to regenerate it, caches recompute instead of failing, and writes are atomic (write a temporary file, then
-rename), so a run killed mid-write resumes cleanly (issue 15, part 2)."""
+rename), so a run killed mid-write resumes cleanly."""
 import json
 import os
 import shutil

@@ -1,6 +1,6 @@
-"""The PTQ report measures on held-out inputs (issue 15, part 4): `apply_ptq(..., eval_batches=)` adds per-layer
+"""The PTQ report measures on held-out inputs: `apply_ptq(..., eval_batches=)` adds per-layer
 and per-model errors on inputs the method never saw, next to RTN's, and the number of calibration tokens.
-The case the issue reported: GPTQ calibrated on 8 tokens looks 4x better than RTN on its calibration rows and
+The case that motivated it: GPTQ calibrated on 8 tokens looks 4x better than RTN on its calibration rows and
 is worse than RTN on new rows."""
 import copy
 

@@ -1,4 +1,4 @@
-"""The shipped model folders load the way their ecosystems' users load them (issue 15, part 3): this test runs the
+"""The shipped model folders load the way their ecosystems' users load them this test runs the
 code blocks of the model cards exactly as written (from the repo root, on the CPU, no extra arguments to
 `from_pretrained`) and checks that they give the same images as the repo's loaders. The judge and the evaluator
 are checked generically (they load, the shapes are right), since they may be retrained."""

@@ -1,53 +1,24 @@
-"""Checks for the notebooks' exercises: write your answer, run `check_...(answer, ...)`, read the verdict.
-
-Every exercise of notebooks 00-02 whose answer is a number or a function has a check here. A check recomputes
-the answer from the same objects the notebook holds (the layer, the calibration data, the judge), compares, and
-prints one line: a tick and what the number means, or a cross and a hint that points at the mistake without
-giving the answer away. It returns True or False, so a cell can also `assert` it. An answer left as `...` (the
-stub in the notebook) prints what to fill in; nothing raises, so the notebooks still run top to bottom.
-
-The worked solutions sit under each exercise in a collapsed "Solution" block; the checks are the way to know
-you got there on your own.
-"""
+"""Checks for notebooks 00-02: CLIP-IQA under blur, int4 fake quantization, clipping, a layer's share of the
+error, GPTQ's act_order, SmoothQuant's alpha, QuaRot's seeds."""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 
-from .quant.primitives import choose_qparams, fake_quantize, quant_error
+from ..quant.primitives import choose_qparams, fake_quantize, quant_error
+from .common import _close, _unanswered, _verdict
 
 BLUR_STRENGTHS = (0.1, 0.3, 0.5, 0.7, 1.0)
 CLIP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 SMOOTHQUANT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def _verdict(ok: bool, good: str, bad: str) -> bool:
-    print(f"✓ {good}" if ok else f"✗ {bad}")
-    return bool(ok)
-
-
-def _unanswered(answer, what: str) -> bool:
-    if answer is ... or answer is None:
-        print(f"… no answer yet: replace `...` with {what}, then run this cell again")
-        return True
-    return False
-
-
-def _close(answer, expected: float, rtol: float, atol: float = 0.0) -> bool:
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return False
-    return math.isfinite(value) and abs(value - expected) <= atol + rtol * abs(expected)
-
-
 # ------------------------------------------------------------------------------------------------- notebook 00
 def check_iqa_vs_blur(fn: Callable, judge, images: torch.Tensor, strengths: Sequence[float] = BLUR_STRENGTHS) -> bool:
     """`fn(images, strengths)` must return the mean CLIP-IQA of `degrade(images, "blur", s)` for each s."""
-    from .jaq import clip_iqa
-    from .tinyworld.render import degrade
+    from ..jaq import clip_iqa
+    from ..tinyworld.render import degrade
 
     if _unanswered(fn, "a function iqa_vs_blur(images, strengths) -> list of floats"):
         return False
@@ -105,7 +76,7 @@ def last_layer_share(model: torch.nn.Module, X: torch.Tensor, last: str, preset:
     """Share of the network's `preset` output error that goes away when layer `last` stays in FP."""
     import copy
 
-    from .quant import QuantConfig, quantize_
+    from ..quant import QuantConfig, quantize_
 
     cfg = QuantConfig.from_name(preset)
     with torch.no_grad():
