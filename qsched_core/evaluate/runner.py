@@ -34,6 +34,7 @@ from torch import nn
 from ..calibrate import quantized_pipeline as _quantized_linears
 from ..jaq import as_judge, make_scorer
 from ..metrics import extract_features
+from ..progress import progress
 from ..quant import QuantConfig, fake_quantize, model_size_report
 from ..sched import QSchedCoefficients
 from ..search import SearchConfig, SearchResult, run_search
@@ -278,7 +279,7 @@ def run_settings(settings: list[Setting], cfg: EvalConfig, models: Models | None
         return pipes[k]
 
     cells = []
-    for s in settings:
+    for s in progress(settings, desc="table rows"):
         coeffs, calib = calibrate(lambda s=s: get(s)[0], s, models.judge, cfg, fingerprint)
         coeff_pair = None if coeffs is None else (float(coeffs.start_x), float(coeffs.start_eps))
         for seed in cfg.seeds:
