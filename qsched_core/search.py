@@ -319,7 +319,7 @@ class _Run:
         todo = list(dict.fromkeys(k for k in keys if k not in self.points))
         if todo:
             chunk = max(1, self.cfg.max_rows // max(1, min(self.cfg.batch_size, len(self.prompts))))
-            bar = tqdm(total=len(todo), desc=desc, disable=not self.cfg.progress)
+            bar = tqdm(total=len(todo), desc=desc, disable=not self.cfg.progress or len(todo) < 2)
             for lo in range(0, len(todo), chunk):
                 part = todo[lo:lo + chunk]
                 images = generate_points(self.pipe, self.batches, self.cfg,
