@@ -30,6 +30,12 @@ def autotune_enabled() -> bool:
     return not interpreting() and os.environ.get("QSCHED_AUTOTUNE", "1") != "0"
 
 
+def autotuner(kernel, configs: list[triton.Config]):
+    """`triton.autotune` of `kernel` over `configs`, keyed by (N, K, M_BUCKET); the GEMM modules build it on first
+    launch (through `launch`'s `tuned`), so importing a kernel module compiles and times nothing."""
+    return triton.autotune(configs, key=["N", "K", "M_BUCKET"], warmup=5, rep=20)(kernel)
+
+
 def launch(kernel, tuned, grid, args, meta, config=None, interp_config=None) -> None:
     """Run `tuned` (an autotuner over `kernel`) or, with a fixed config, `kernel` itself.
 

@@ -31,7 +31,7 @@ import triton.language as tl
 
 from qsched_core.quant.primitives import dequantize
 
-from ._common import FLOAT_ACTS, flatten_rows, float_dot_dtype, launch
+from ._common import FLOAT_ACTS, autotuner, flatten_rows, float_dot_dtype, launch
 from .int4_pack import HALF, check_w4_args, unpack_int4_ref
 from .w4a16_gemv import MAX_M as GEMV_MAX_M
 from .w4a16_gemv import w4a16_gemv
@@ -122,8 +122,7 @@ def _kernel(group: int):
     """The autotuned tiled kernel for one group size (configs whose tile would straddle two groups removed)."""
     key = min(group, 256)
     if key not in _tuned:
-        _tuned[key] = triton.autotune(_configs_for(group), key=["N", "K", "M_BUCKET"], warmup=5,
-                                      rep=20)(w4a16_gemm_kernel)
+        _tuned[key] = autotuner(w4a16_gemm_kernel, _configs_for(group))
     return _tuned[key]
 
 

@@ -22,13 +22,15 @@ y (M, N) fp16/bf16.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import triton
 import triton.language as tl
 
 from qsched_core.quant.primitives import dequantize
 
-from ._common import check_device, launch
+from ._common import autotuner, check_device, launch
 from .int4_pack import HALF, check_w4_args, unpack_int4_ref
 from .w8a8_gemm import check_act_args
 
@@ -89,14 +91,9 @@ def w4a8_gemm_kernel(
              mask=mask_m[:, None] & mask_n[None, :])
 
 
-_tuned = None
-
-
+@lru_cache(maxsize=1)
 def _kernel():
-    global _tuned
-    if _tuned is None:
-        _tuned = triton.autotune(get_autotune_configs(), key=["N", "K", "M_BUCKET"], warmup=5, rep=20)(w4a8_gemm_kernel)
-    return _tuned
+    return autotuner(w4a8_gemm_kernel, get_autotune_configs())
 
 
 def w4a8_gemm(qx: torch.Tensor, sx: torch.Tensor, zx: torch.Tensor | None, qweight: torch.Tensor,

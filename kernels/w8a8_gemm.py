@@ -19,13 +19,15 @@ act_quant.py), sx (M, 1) fp32, zx (M, 1) int32 or None; qw (N, K) int8, sw (N, 1
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import triton
 import triton.language as tl
 
 from qsched_core.quant.primitives import dequantize
 
-from ._common import check_contiguous, check_device, check_dtype, check_shape, launch
+from ._common import autotuner, check_contiguous, check_device, check_dtype, check_shape, launch
 
 
 def get_autotune_configs() -> list[triton.Config]:
@@ -90,14 +92,9 @@ def w8a8_gemm_kernel(
              mask=mask_m[:, None] & mask_n[None, :])
 
 
-_tuned = None
-
-
+@lru_cache(maxsize=1)
 def _kernel():
-    global _tuned
-    if _tuned is None:
-        _tuned = triton.autotune(get_autotune_configs(), key=["N", "K", "M_BUCKET"], warmup=5, rep=20)(w8a8_gemm_kernel)
-    return _tuned
+    return autotuner(w8a8_gemm_kernel, get_autotune_configs())
 
 
 def check_act_args(qx, sx, zx):
