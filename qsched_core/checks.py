@@ -68,6 +68,13 @@ def check_int(value, name: str, low: int | None = None, high: int | None = None,
     return int(value)
 
 
+def check_int_list(text: str, name: str, example: str) -> None:
+    """A CLI flag of comma-separated ints >= 0 (empty items ignored); int("x") later would not name the flag."""
+    if not all(v.strip().isdigit() for v in text.split(",") if v.strip()):
+        raise ValueError(f"{name}={text!r} must be comma-separated ints >= 0, "
+                         f"e.g. --{name.replace('_', '-')} {example}")
+
+
 def check_images(images, name: str = "images") -> torch.Tensor:
     """A non-empty float (B, 3, H, W) tensor of finite values in [0, 1]; the message says how to convert."""
     if not isinstance(images, torch.Tensor):

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from qsched_core import fast_mode, viz
+from qsched_core.checks import check_int_list
 from qsched_core.evaluate import (Calibration, EvalConfig, Setting, calibrate, fmt, load_models, markdown_table,
                                   naive_twin, paired_diffs, quantized_pipeline, run_settings, summary_rows, write_csv)
 from qsched_core.metrics import MetricCard, machine_description
@@ -68,10 +69,8 @@ class AblationConfig:
             raise ValueError(f"groups={self.groups!r} has unknown {sorted(unknown)}; pick from {GROUPS}")
         if self.threads < 1:
             raise ValueError(f"threads={self.threads} must be >= 1")
-        for name in ("seeds", "calib_sizes", "grid_sizes"):  # comma-separated ints; int("x") would not name the flag
-            if not all(v.strip().isdigit() for v in getattr(self, name).split(",") if v.strip()):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be comma-separated ints >= 0, "
-                                 f"e.g. --{name.replace('_', '-')} 1,5,20")
+        for name in ("seeds", "calib_sizes", "grid_sizes"):
+            check_int_list(getattr(self, name), name, "1,5,20")
         self.eval_config(), ablation_settings(self)  # a bad count or preset fails now, before any model loads
 
     @classmethod

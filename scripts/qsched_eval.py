@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from qsched_core import fast_mode, viz
+from qsched_core.checks import check_int_list
 from qsched_core.evaluate import (Calibration, EvalConfig, Setting, diagnostics, findings, fmt, load_models,
                                   markdown_table, paired_diffs, paper_rows, run_settings, search_reruns, significance,
                                   summary_rows, write_csv)
@@ -63,10 +64,8 @@ class MainConfig:
             raise ValueError(f"device={self.device!r} must be 'cpu' or 'cuda' (optionally 'cuda:1')")
         if self.threads < 1:
             raise ValueError(f"threads={self.threads} must be >= 1")
-        for name in ("seeds", "steps", "ptq_steps"):  # comma-separated ints; int("x") would not name the flag
-            if not all(v.strip().isdigit() for v in getattr(self, name).split(",") if v.strip()):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be comma-separated ints >= 0, "
-                                 f"e.g. --{name.replace('_', '-')} 2,4,8")
+        for name in ("seeds", "steps", "ptq_steps"):
+            check_int_list(getattr(self, name), name, "2,4,8")
         self.eval_config(), main_settings(self)  # a bad count, preset or PTQ method fails now, before any model loads
 
     @classmethod
