@@ -69,10 +69,17 @@ def fid_backend() -> str:
     return name
 
 
-def frechet_eigh(mu_a, sigma_a, mu_b, sigma_b) -> float:
-    """Frechet distance with Tr (S_a S_b)^(1/2) = sum sqrt(eig(S_b^(1/2) S_a S_b^(1/2))) (both PSD)."""
-    w, v = np.linalg.eigh(np.asarray(sigma_b, dtype=np.float64))
-    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # S_b^(1/2)
+def sqrtm_psd(sigma: np.ndarray) -> np.ndarray:
+    """Sigma^(1/2) of a symmetric PSD matrix: V diag(sqrt(w)) V^T from one eigendecomposition."""
+    w, v = np.linalg.eigh(np.asarray(sigma, dtype=np.float64))
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_eigh(mu_a, sigma_a, mu_b, sigma_b, root_b: np.ndarray | None = None) -> float:
+    """Frechet distance with Tr (S_a S_b)^(1/2) = sum_i sqrt(lambda_i), lambda_i the eigenvalues of the symmetric
+    S_b^(1/2) S_a S_b^(1/2), which is similar to S_a S_b (both PSD). Pass root_b = S_b^(1/2) (`sqrtm_psd`) to
+    reuse it across calls, as bootstrap loops do."""
+    root = sqrtm_psd(sigma_b) if root_b is None else root_b
     lam = np.linalg.eigvalsh(root @ np.asarray(sigma_a, dtype=np.float64) @ root)
     tr_covmean = np.sqrt(np.clip(lam, 0, None)).sum()
     return float(((np.asarray(mu_a) - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * tr_covmean)
