@@ -18,6 +18,9 @@ export PYTHONHASHSEED := 0
 # DEVICE=cuda computes the tables on a GPU (same prompts and noise; faster). Cells, searches and reference features
 # are cached under .cache/, so an interrupted `make reproduce` resumes and a finished one only rebuilds the reports.
 DEVICE ?= cpu
+# stages of `make tables` run at once: one after another on the CPU; four side by side on a GPU, which one tiny-world
+# stage cannot fill (scripts/tables.py --jobs)
+JOBS ?= $(if $(filter cpu,$(DEVICE)),1,4)
 
 .PHONY: setup browser test reproduce tables notebooks lab bench clean-venv
 
@@ -57,7 +60,7 @@ tables: $(STAMP)
 	@[ "$(DEVICE)" != cpu ] || echo "make tables on this CPU: roughly 10 h from an empty .cache/ (estimated from the" \
 	  "measured student speed, results/tinyworld_cpu_speed.md; minutes when every cell is cached); on a CUDA GPU run" \
 	  "'make reproduce DEVICE=cuda' instead (README.md, Two commands; results/tables_timing.md has the measured times)"
-	$(PY) scripts/tables.py --device $(DEVICE)
+	$(PY) scripts/tables.py --device $(DEVICE) --jobs $(JOBS)
 
 notebooks: $(STAMP)
 	@mkdir -p results/notebooks

@@ -205,7 +205,8 @@ def label(r) -> str:
             "teacher": f"DDIM teacher, {r['steps']} steps, CFG"}[r["model"]]
 
 
-def markdown(cfg: EvalConfig, rows, paired, checks, tgts, wall_s: float, machine: str) -> str:
+def markdown(cfg: EvalConfig, rows, paired, checks, tgts, wall_s: float, machine: str,
+             features: str) -> str:
     one = rows[0]
     lines = ["# Tiny-world quality", "",
              f"Written by `scripts/eval_tinyworld.py` on {datetime.date.today().isoformat()} in {wall_s / 60:.1f} min "
@@ -213,12 +214,12 @@ def markdown(cfg: EvalConfig, rows, paired, checks, tgts, wall_s: float, machine
              "Every number below comes from that run.", "",
              f"Prompts: `eval_prompts({cfg.n_prompts}, seed={cfg.seed})` per set ({one['n_single']} one-object, "
              f"{one['n_two']} two-object in the seen set); noise: per-image generators seeded by (seed={cfg.seed}, i), "
-             f"shared by every method; guidance scale {cfg.guidance_scale:g}. FID: evaluator features (256-d) of "
+             f"shared by every method; guidance scale {cfg.guidance_scale:g}. FID: {features} of "
              f"{cfg.n_prompts} generated images vs {cfg.n_ref} renders of "
              f"`eval_prompts({cfg.n_ref}, seed={cfg.ref_seed})` "
              "of the same set. Intervals: 95% percentile bootstrap "
-             f"({cfg.n_boot} resamples; FID {cfg.fid_boot}, resampling the generated images: duplicated images shrink "
-             "the covariance, so the FID interval sits above its point estimate; compare rows, not absolute values).",
+             f"({cfg.n_boot} resamples); FID: {cfg.fid_boot} half-samples of the generated images without replacement, "
+             "spread rescaled to the full set and centred on the estimate (`metrics.bootstrap_fid_ci`).",
              "", "## Targets", "", "| target | threshold | measured | status |", "|---|---|---|---|"]
     n_cached = sum(r["from_cache"] for r in rows)
     if n_cached:
@@ -297,12 +298,12 @@ def main() -> None:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md = out / "tinyworld_quality.md"
-    md.write_text(markdown(cfg, rows, paired, checks, tgts, wall_s, machine))
+    md.write_text(markdown(cfg, rows, paired, checks, tgts, wall_s, machine, evaluator.describe()))
     write_csv(out / "tinyworld_quality.csv", rows)
     (out / "tinyworld_quality.json").write_text(json.dumps(
         {"config": asdict(cfg), "machine": machine, "date": datetime.date.today().isoformat(),
          "wall_time_s": round(wall_s, 1), "targets": tgts, "rows": rows, "paired": paired, "checks": checks}, indent=1))
-    MetricCard(feature_network="tiny-world evaluator CNN, penultimate 256-d features", n_images=cfg.n_prompts,
+    MetricCard(feature_network=evaluator.describe(), n_images=cfg.n_prompts,
                reference_set=f"renders of eval_prompts(n_ref, seed={cfg.ref_seed}), seen and held-out sets apart",
                reference_size=cfg.n_ref, resize_policy="none (native 64x64)",
                clip_backbone="tinyworld-clip (open_clip ViT, 64x64 input)", seeds=[cfg.seed, cfg.ref_seed],

@@ -317,16 +317,14 @@ def main(argv=None) -> dict[str, Path]:
     print(json.dumps(asdict(cfg)), flush=True)
     t0, ecfg = time.perf_counter(), cfg.eval_config()
     models, log = load_models(ecfg), (lambda m: print(m, flush=True))
-    n_cached = len(list((ecfg.cache_dir / "cells").glob("*.json"))) if (ecfg.cache_dir / "cells").is_dir() else 0
     main_cells = run_settings(main_settings(cfg), ecfg, models, log=log)
     sweep_cfg = replace(ecfg, n_prompts=cfg.sweep_n_prompts or cfg.n_prompts)
     sweep_cells = run_settings(sweep_settings(cfg), sweep_cfg, models, log=log) if cfg.sweep else []
     cells = main_cells + sweep_cells
-    n_new = len(list((ecfg.cache_dir / "cells").glob("*.json"))) - n_cached
     info = {"machine": machine_description(), "fast": fast_mode(), "wall_s": time.perf_counter() - t0,
             "feature_network": models.evaluator.describe(),
             "cell_machines": sorted({c.machine for c in cells}),
-            "n_cells": len(cells), "cached_cells": len(cells) - n_new,
+            "n_cells": len(cells), "cached_cells": sum(c.from_cache for c in cells),
             "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])}
     paths = write_report(main_cells, sweep_cells, models.ref, cfg, results_dir(), info)
     for kind, path in paths.items():

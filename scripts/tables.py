@@ -6,6 +6,11 @@ into the results file it writes); this driver runs them one after another, stops
 stage the command, wall time and outcome (done / failed / stopped at the deadline / not run), and the total.
 Cells, searches and reference features are cached under .cache/, so a stopped run resumes where it stopped.
 
+--jobs N runs up to N stages at once, longest first (each stage's output then goes to .cache/tables_logs/STAGE.log,
+and each gets 1/N of the CPU threads). The stages share no results file; their caches are written atomically, so
+two stages that need the same reference features at worst both compute them. On a GPU the tiny world's models are
+too small to fill the device, so stages side by side finish sooner than one after another.
+
 Stages (default order; --stages picks and orders a subset):
   validity   instrument validity: can the judge and the FID see quantization damage?
   main       the main table: FP, naive, Q-Sched at W8A8 / W4A8 / W4A4, 2 / 4 / 8 steps, 5,000 images per row
@@ -59,8 +64,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--stages", default="", help="comma-separated subset, in the order to run (default: all)")
     p.add_argument("--deadline-min", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
+    p.add_argument("--jobs", type=int, default=1, help="stages run at once (default 1: one after another)")
     p.add_argument("--out", default="results/tables_timing.md")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs {args.jobs}: give a positive number of stages to run at once (1 = serial)")
     table = stages(args.device)
     order = [s for s in args.stages.split(",") if s] or list(table)
     unknown = [s for s in order if s not in table]
@@ -68,11 +76,28 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown stages {unknown}; choose from {', '.join(table)}")
     if args.device != "cpu" and "cpuspeed" in order:
         order.remove("cpuspeed")  # a CPU measurement; on a GPU machine it would time the host's CPU
-    t0, rows, failed = time.perf_counter(), [], False
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    t0 = time.perf_counter()
+    rows = run_serial(order, table, env, args.deadline_min, t0) if args.jobs == 1 else \
+        run_parallel(order, table, env, args.deadline_min, t0, args.jobs)
+    failed = any(o.startswith("failed") for _, _, _, o in rows)
+    total = time.perf_counter() - t0
+    write_timing(Path(args.out), args, rows, total)
+    return 1 if failed else 0
+
+
+# longest first when stages run side by side (wall minutes of the cold H200 runs in results/tables_timing.md)
+LONGEST_FIRST = ("main", "ptq", "search", "validity", "ablations", "sweep", "ablations2", "quality", "cpuspeed", "dllm")
+
+
+def _left(deadline_min: float, t0: float) -> float | None:
+    return deadline_min * 60 - (time.perf_counter() - t0) if deadline_min else None
+
+
+def run_serial(order, table, env, deadline_min, t0):
+    rows = []
     for name in order:
-        cmd = table[name]
-        left = args.deadline_min * 60 - (time.perf_counter() - t0) if args.deadline_min else None
+        cmd, left = table[name], _left(deadline_min, t0)
         if left is not None and left <= 5:
             rows.append((name, cmd, 0.0, "not run (deadline)"))
             continue
@@ -81,14 +106,49 @@ def main(argv=None) -> int:
         try:
             rc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=left).returncode
             outcome = "done" if rc == 0 else f"failed (exit {rc})"
-            failed |= rc != 0
         except subprocess.TimeoutExpired:
             outcome = "stopped at the deadline"
         rows.append((name, cmd, time.perf_counter() - s0, outcome))
         print(f"== {name}: {outcome} after {rows[-1][2]:.0f} s", flush=True)
-    total = time.perf_counter() - t0
-    write_timing(Path(args.out), args, rows, total)
-    return 1 if failed else 0
+    return rows
+
+
+def run_parallel(order, table, env, deadline_min, t0, jobs):
+    """Up to `jobs` stages at once, longest first; rows come back in `order`."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = {**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    logs = ROOT / ".cache" / "tables_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    queue = sorted(order, key=lambda n: LONGEST_FIRST.index(n) if n in LONGEST_FIRST else len(LONGEST_FIRST))
+    running, done = {}, {}
+    while queue or running:
+        left = _left(deadline_min, t0)
+        while queue and len(running) < jobs and (left is None or left > 5):
+            name = queue.pop(0)
+            log = open(logs / f"{name}.log", "w")
+            print(f"== {name} started: {shlex.join(table[name])} (output: {log.name})", flush=True)
+            proc = subprocess.Popen(table[name], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            running[name] = (proc, log, time.perf_counter())
+        if left is not None and left <= 5:
+            for name in queue:
+                done[name] = (0.0, "not run (deadline)")
+            queue = []
+        for name, (proc, log, s0) in list(running.items()):
+            rc = proc.poll()
+            if rc is None and left is not None and left <= 0:
+                proc.kill()
+                proc.wait()
+                rc = "deadline"
+            if rc is None:
+                continue
+            log.close()
+            outcome = ("stopped at the deadline" if rc == "deadline" else "done" if rc == 0
+                       else f"failed (exit {rc}; see {Path(log.name).relative_to(ROOT)})")
+            done[name] = (time.perf_counter() - s0, outcome)
+            del running[name]
+            print(f"== {name}: {outcome} after {done[name][0]:.0f} s", flush=True)
+        time.sleep(0.5)
+    return [(name, table[name], *done[name]) for name in order]
 
 
 def _machine(device: str) -> str:
@@ -105,7 +165,8 @@ def write_timing(path: Path, args, rows, total: float) -> None:
     lines = ["# Result tables: what ran, and how long it took\n",
              f"`python scripts/tables.py {shlex.join(sys.argv[1:])}` on {_machine(args.device)}, "
              f"{time.strftime('%Y-%m-%d %H:%M')}; total {total / 60:.1f} min"
-             + (f" (deadline {args.deadline_min:g} min)" if args.deadline_min else "") + ". Caches under .cache/ "
+             + (f" (deadline {args.deadline_min:g} min)" if args.deadline_min else "")
+             + (f"; {args.jobs} stages at a time" if args.jobs > 1 else "") + ". Caches under .cache/ "
              "(cells, searches, FID reference features) were as found: see each results file for what it reused.\n",
              "| stage | wall | outcome | command |", "|---|---|---|---|"]
     for name, cmd, sec, outcome in rows:
@@ -113,7 +174,7 @@ def write_timing(path: Path, args, rows, total: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     (path.with_suffix(".json")).write_text(json.dumps(
-        {"total_s": total, "device": args.device, "stages": [{"stage": n, "command": c[1:], "wall_s": s, "outcome": o}
+        {"total_s": total, "device": args.device, "jobs": args.jobs, "stages": [{"stage": n, "command": c[1:], "wall_s": s, "outcome": o}
                                                              for n, c, s, o in rows]}, indent=1))
     print(path.read_text(), flush=True)
 

@@ -202,9 +202,10 @@ class Cell:
     machine: str = ""           # where the cell was computed (CPU/GPU model): the cache key ignores the device
     per_image: dict = field(repr=False, default_factory=dict)  # name -> (N,) arrays, "features" (N, D)
     images: np.ndarray | None = field(repr=False, default=None)  # (KEEP_IMAGES, 3, H, W) uint8
+    from_cache: bool = False    # reloaded by this run rather than computed (not saved)
 
     def to_json(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("per_image", "images")}
+        return {k: v for k, v in asdict(self).items() if k not in ("per_image", "images", "from_cache")}
 
 
 def _cell_paths(cfg: EvalConfig, key: str) -> tuple[Path, Path]:
@@ -223,7 +224,8 @@ def load_cell(cfg: EvalConfig, key: str) -> Cell | None:
         with np.load(arr_path) as f:
             arrays = {k: f[k] for k in f.files}
         images = arrays.pop("images", None)
-        return Cell(**raw, per_image=arrays, images=images)
+        raw.pop("from_cache", None)
+        return Cell(**raw, per_image=arrays, images=images, from_cache=True)
     except (OSError, EOFError, KeyError, TypeError, AttributeError, ValueError, zipfile.BadZipFile) as err:
         warnings.warn(f"cached cell {meta_path} / {arr_path.name} is unreadable ({type(err).__name__}: {err}); "
                       "it will be recomputed", stacklevel=2)

@@ -112,7 +112,7 @@ class BlockRotation(nn.Module):
 
     def matrix(self) -> torch.Tensor:
         """T (K, K) with forward(x) == x @ T."""
-        return self.forward(torch.eye(self.perm.numel()))
+        return self.forward(torch.eye(self.perm.numel(), device=self.perm.device))
 
     def extra_repr(self) -> str:
         return f"K={self.perm.numel()}, b={self.r1.shape[0]}"

@@ -77,13 +77,13 @@ def check_gptq_args(cfg: QuantConfig, k: int, block_size: int, act_order: bool, 
 def inverse_cholesky(h: torch.Tensor, percdamp: float, max_retries: int = 4) -> tuple[torch.Tensor, float, int]:
     """U = upper Cholesky factor of (H + lambda I)^-1, lambda = percdamp * mean(diag H); damping x10 on failure."""
     mean_diag = float(torch.diag(h).mean())
-    eye = torch.eye(h.shape[0], dtype=h.dtype)
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
     for attempt in range(max_retries + 1):
         damp = percdamp * 10**attempt
         try:
             low = torch.linalg.cholesky(h + damp * mean_diag * eye)
             return torch.linalg.cholesky(torch.cholesky_inverse(low), upper=True), damp, attempt
-        except RuntimeError:  # torch.linalg.LinAlgError: not positive definite
+        except torch.linalg.LinAlgError:  # not positive definite (any other error, e.g. devices, propagates)
             continue
     raise ValueError(f"the Hessian is not positive definite even with damping {damp:g} * mean(diag H): check the "
                      f"calibration inputs (NaN, or far fewer tokens than in_features={h.shape[0]})")
@@ -102,7 +102,7 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, cfg: QuantConfig, *, block_siz
     def fit(cols: torch.Tensor):
         return rtn_qparams(cols.float(), col_cfg, mse_clip)
 
-    W, H = w.detach().double().clone(), h.detach().double().clone()
+    W, H = w.detach().double().clone(), h.detach().double().to(w.device).clone()  # on w's device (CPU or GPU)
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0  # 0. dead inputs: unit curvature, zero weight
     W[:, dead] = 0.0
@@ -114,7 +114,7 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, cfg: QuantConfig, *, block_siz
     Q = torch.zeros_like(W)
     for i1 in range(0, k, block_size):  # 3. lazy blocks of B columns
         i2 = min(i1 + block_size, k)
-        W1, E1 = W[:, i1:i2], torch.zeros(n, i2 - i1, dtype=W.dtype)  # W1 is a view: updates land in W
+        W1, E1 = W[:, i1:i2], torch.zeros(n, i2 - i1, dtype=W.dtype, device=W.device)  # W1 is a view: updates land in W
         for i in range(i2 - i1):
             col = i1 + i
             orig = int(perm[col]) if perm is not None else col
@@ -134,17 +134,25 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, cfg: QuantConfig, *, block_siz
     return GPTQResult(Q.float(), scale, zero, perm, damp, retries)
 
 
+# GPTQ of a layer with fewer input columns runs on the CPU: the tiny world's 134 UNet layers take 3 s on a 2-core
+# CPU, while the whole W4A8 GPTQ pipeline with the loop on an H200 took 54 s (launch-bound). Wider layers (real
+# models) stay on their own device.
+GPU_MIN_K = 1024
+
+
 def gptq_weights(notes: list[str], **opts):
     """A quantize_plans weight quantizer: GPTQ on W' with the Hessian mapped into the plan's frame."""
     def fn(name, w, plan: GroupPlan, stats, cfg) -> WeightResult:
         h = stats.hessian()
         if plan.s is not None or plan.rotation is not None:  # x' = x M  =>  H' = M^T H M
-            m = plan.input_matrix(h.shape[0])
+            m = plan.input_matrix(h.shape[0]).to(h)
             h = m.T @ h @ m
-        r = gptq_weight(w, h, cfg, **opts)
+        # the column loop launches a few tiny kernels per column: below GPU_MIN_K columns the CPU is faster
+        dev = w.device if w.shape[1] >= GPU_MIN_K else torch.device("cpu")
+        r = gptq_weight(w.to(dev), h.to(dev), cfg, **opts)
         if r.retries:
             notes.append(f"{name}: Cholesky failed, damping raised to {r.percdamp:g} * mean(diag H)")
-        return WeightResult(r.scale, r.zero, r.weight, dict(damp=r.percdamp))
+        return WeightResult(r.scale.to(w.device), r.zero.to(w.device), r.weight.to(w.device), dict(damp=r.percdamp))
     return fn
 
 

@@ -112,9 +112,9 @@ def random_signs(n: int, generator: torch.Generator | None = None) -> torch.Tens
 
 def random_hadamard(n: int, generator: torch.Generator | None = None,
                     signs: torch.Tensor | None = None) -> torch.Tensor:
-    """Orthogonal Q = diag(d) H_n / sqrt(n) (float32), d random signs (or the given ones)."""
+    """Orthogonal Q = diag(d) H_n / sqrt(n) (float32, on the device of the given signs), d random signs."""
     d = random_signs(n, generator) if signs is None else signs
-    return (d.double()[:, None] * hadamard_matrix(n) / n**0.5).float()
+    return (d.double()[:, None] * hadamard_matrix(n).to(d.device) / n**0.5).float()
 
 
 def fwht(x: torch.Tensor) -> torch.Tensor:

@@ -54,7 +54,7 @@ def search_clip(w: torch.Tensor, cfg: QuantConfig, ratios, group_err: Callable[[
     """
     s1, z1 = choose_qparams(w, cfg.w_bits, cfg.w_group_size, cfg.w_symmetric,
                             scale_rule=cfg.w_scale_rule)  # (N, n_g) at r = 1
-    ratios = torch.as_tensor(list(ratios), dtype=torch.float32)
+    ratios = torch.as_tensor(list(ratios), dtype=torch.float32, device=w.device)
     errs = []
     for r in ratios.split(chunk):
         s = (s1[None] * r[:, None, None]).clamp(min=1e-12)  # (R, N, n_g)
@@ -122,8 +122,8 @@ class GroupPlan:
 
     def input_matrix(self, k: int) -> torch.Tensor:
         """M (K, K) with x' = x M = (x / s) T, float64 (to map a Hessian: H' = M^T H M)."""
-        m = torch.eye(k, dtype=torch.float64) if self.s is None else torch.diag(1 / self.s.double())
-        return m if self.rotation is None else m @ self.rotation.matrix().double()
+        m = torch.eye(k, dtype=torch.float64) if self.s is None else torch.diag(1 / self.s.double().cpu())
+        return m if self.rotation is None else m @ self.rotation.matrix().double().cpu()  # on the CPU
 
     def describe(self) -> str:
         parts = []

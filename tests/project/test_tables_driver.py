@@ -1,0 +1,50 @@
+"""scripts/tables.py: serial and side-by-side runs give the same rows, outcomes and timing file."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tables(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location("tables_driver", ROOT / "scripts" / "tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    py = [sys.executable, "-c"]
+    fake = {"main": py + ["import time; time.sleep(1.0)"], "search": py + ["import sys; sys.exit(3)"],
+            "quality": py + ["print('ok')"], "hang": py + ["import time; time.sleep(60)"]}
+    monkeypatch.setattr(mod, "stages", lambda device: fake)
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    return mod
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_outcomes_in_the_order_asked(tables, tmp_path, jobs):
+    out = tmp_path / "timing.md"
+    rc = tables.main(["--stages", "quality,search,main", "--jobs", str(jobs), "--out", str(out)])
+    assert rc == 1  # one stage failed
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [r["stage"] for r in rows["stages"]] == ["quality", "search", "main"]
+    outcomes = {r["stage"]: r["outcome"] for r in rows["stages"]}
+    assert outcomes["quality"] == outcomes["main"] == "done"
+    assert outcomes["search"].startswith("failed (exit 3")
+    assert rows["jobs"] == jobs
+    if jobs > 1:  # side by side: the 1 s stage did not wait for the others
+        assert rows["total_s"] < 1.0 + 3.0
+        assert (tmp_path / ".cache" / "tables_logs" / "quality.log").read_text().strip() == "ok"
+
+
+def test_deadline_stops_a_hanging_stage(tables, tmp_path):
+    out = tmp_path / "timing.md"
+    tables.main(["--stages", "hang,quality", "--jobs", "2", "--deadline-min", str(8 / 60), "--out", str(out)])
+    outcomes = {r["stage"]: r["outcome"] for r in json.loads(out.with_suffix(".json").read_text())["stages"]}
+    assert outcomes == {"hang": "stopped at the deadline", "quality": "done"}
+
+
+def test_jobs_must_be_positive(tables):
+    with pytest.raises(SystemExit, match="--jobs 0"):
+        tables.main(["--jobs", "0"])
