@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import textwrap
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -101,8 +102,9 @@ def plot_bars(data, x: str, y: str, panel: str | None = None, better: dict | Non
 
 
 def _model_of(method: str) -> str:
-    """"naive W4A8" / "Q-Sched W4A8" -> "W4A8", "FP + Q-Sched" -> "FP": the model a table row runs."""
-    return re.sub(r"^(naive |Q-Sched )| \+ Q-Sched$", "", method)
+    """"naive W4A8" / "Q-Sched W4A8" -> "W4A8", "FP + Q-Sched" -> "FP", "Q-Sched + GPTQ W4A8" -> "GPTQ W4A8": the
+    model a table row runs."""
+    return re.sub(r"^(naive |Q-Sched \+ |Q-Sched )| \+ Q-Sched$", "", method)
 
 
 def plot_metric_vs_steps(rows: list[dict], metrics=("fid", "clip_iqa", "acc_objects"), methods=None,
@@ -129,7 +131,8 @@ def plot_metric_vs_steps(rows: list[dict], metrics=("fid", "clip_iqa", "acc_obje
                 continue
             s, v, lo, hi = (np.array(c, dtype=float) for c in zip(*pts))
             x = np.log2(s) + dx  # steps 1, 2, 4, 8 evenly spaced; methods dodged so their bars do not overlap
-            color = f"C{models.index(_model_of(m)) % 10}"
+            i = models.index(_model_of(m))  # more than 10 models: tab20, so no two models share a colour
+            color = f"C{i}" if len(models) <= 10 else matplotlib.colormaps["tab20"](i % 20)
             ax.plot(x, v * f, "s-" if "Q-Sched" in m else "o--", color=color, ms=4, lw=1.2, label=m)
             ax.vlines(x, lo * f, hi * f, color=color, lw=1.6, alpha=0.7)
         ax.set(xticks=np.log2(steps), xticklabels=[str(s) for s in steps], xlabel="sampling steps", ylabel=unit,
