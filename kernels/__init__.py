@@ -7,7 +7,8 @@ On a machine without a CUDA GPU, Triton kernels run only under `TRITON_INTERPRET
 Files (one per kernel, each = `*_kernel` + a checking launcher + a `*_ref` built on `qsched_core.quant`):
   int4_pack.py   two int4 codes per byte (layout by worked example), Triton unpacker
   w4a16_gemv.py  int4 weights x fp16/bf16 activations at M <= 16: a split-K stream over int32 words of codes
-  w4a16_gemm.py  the same at M > 16 (tiled, fused dequantization before tl.dot); `w4a16_gemm` picks by M
+  w4a16_gemm.py  tiled, fused dequantization before tl.dot (M > 16; with split-K also M <= 16, where
+                 `w4a16_gemm` runs whichever of it and the GEMV kernel its tuner timed faster)
   w8a8_gemm.py   int8 x int8 on the tensor cores, per-token x per-channel scale epilogue
   w4a8_gemm.py   int4 weights x int8 activations, integer dot per group
   act_quant.py   fused per-token dynamic int8 activation quantization
@@ -15,7 +16,7 @@ Files (one per kernel, each = `*_kernel` + a checking launcher + a `*_ref` built
   linear.py      which QuantConfig runs on which kernel; QuantLinear's triton forward
   bench.py       benchmarks vs cuBLAS and the copy bandwidth (`make bench`); report.py writes results/kernels.md,
                  bench_e2e.py times a transformer block, the tiny-world UNet and the tiny diffusion LM
-  _common.py     argument checks, `tune` (time every config once per shape), rounding helper
+  _common.py     argument checks, `tune` (every config timed once per shape, CUDA-graph replays), rounding helper
 This module imports nothing heavy: `kernel_mode` decides per call whether QuantLinear uses the kernels.
 """
 from __future__ import annotations

@@ -6,9 +6,11 @@ x is read twice (the second read mostly from L2) and the int8 codes written once
 
 The arithmetic is `choose_qparams(x, 8, group_size=-1, symmetric, clip_ratio, scale_rule)` followed by `quantize`,
 step for step (same float32 operations in the same order, round half to even, multiplication by the reciprocal
-scale). Scales and zero points match the library's bit for bit; codes too, except at exact rounding ties, where the
-GPU compiler contracts x * (1/s) + 0.5 into one fused multiply-add (one rounding instead of two) and may land one
-level away: measured on an H200, 1 code in 600 at worst, none on the CPU interpreter (tests/kernels).
+scale), so scales, zero points and codes match the library's bit for bit. One trap: Triton lets the GPU compiler contract (enable_fp_fusion)
+x * (1/s) + 0.5 (the product, then `round_half_even`'s floor(v + 0.5)) into one fused multiply-add, one rounding
+instead of two, which lands one level away when the rounded product is a tie; an H200 run measured 1 code in 600
+(bf16 inputs, whose few mantissa bits make ties common), and it failed the test's error budget on small rows. The
+product is therefore taken with `mul_rn` on a GPU (PTX mul.rn is never fused) and with `*` in the interpreter.
 The symmetric divisor (127.5 for scale_rule="torchao", 127 for "qmax") is read from `choose_qparams` itself at
 launch, so the kernel follows the library's convention.
 
@@ -25,10 +27,17 @@ from functools import lru_cache
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from qsched_core.quant.primitives import _EPS, choose_qparams, quantize
 
-from ._common import check_device, check_dtype, flatten_rows, round_half_even
+from ._common import (
+    check_device,
+    check_dtype,
+    flatten_rows,
+    interpreting,
+    round_half_even,
+)
 
 SHIFT = 128  # asymmetric codes 0..255 are stored as q - 128 in int8
 
@@ -44,7 +53,7 @@ def act_quant_int8_kernel(
     # numbers
     levels, clip, eps,
     # meta-parameters
-    SYMMETRIC: tl.constexpr, BLOCK_K: tl.constexpr,
+    SYMMETRIC: tl.constexpr, BLOCK_K: tl.constexpr, UNFUSED_MUL: tl.constexpr,
 ):
     row = tl.program_id(0)
     cols = tl.arange(0, BLOCK_K)
@@ -69,7 +78,11 @@ def act_quant_int8_kernel(
     # pass 2: codes
     for k0 in range(0, K, BLOCK_K):
         v = tl.load(x_row + k0 + cols, mask=k0 + cols < K, other=0.0).to(tl.float32)
-        q = tl.minimum(tl.maximum(round_half_even(v * inv) + zero, qmin), qmax)
+        if UNFUSED_MUL:  # a GPU: the product rounded on its own, as torch rounds it (no fused multiply-add)
+            p = libdevice.mul_rn(v, inv)
+        else:  # the interpreter (numpy) never fuses, and has no libdevice
+            p = v * inv
+        q = tl.minimum(tl.maximum(round_half_even(p) + zero, qmin), qmax)
         if not SYMMETRIC:
             q = q - 128.0
         tl.store(q_ptr + row * stride_qm + k0 + cols, q.to(tl.int32).to(tl.int8), mask=k0 + cols < K)
@@ -103,7 +116,8 @@ def act_quant_int8(x: torch.Tensor, symmetric: bool = False, clip_ratio: float =
     block_k = min(triton.next_power_of_2(k), 4096)
     act_quant_int8_kernel[(m,)](x2, q, s, z, k, x2.stride(0), q.stride(0),
                                 _levels(symmetric, scale_rule), float(clip_ratio), _EPS,
-                                SYMMETRIC=symmetric, BLOCK_K=block_k, num_warps=4 if block_k <= 1024 else 8)
+                                SYMMETRIC=symmetric, BLOCK_K=block_k, UNFUSED_MUL=not interpreting(),
+                                num_warps=4 if block_k <= 1024 else 8)
     return q, s, z
 
 

@@ -1,11 +1,12 @@
 """Benchmark the Triton kernels against cuBLAS and against the memory limit, on one GPU, in one run.
 
 What is measured, all in this run:
-  - ceilings of this GPU: device-to-device copy bandwidth (1 GiB), cuBLAS fp16 rate (8192^3) and the int8 rate of
-    torch._int_mm (8192^3, K-major weight);
+  - ceilings of this GPU: device-to-device copy bandwidth (the best of four methods on 1 and 4 GiB buffers,
+    `copy_rates`), cuBLAS fp16 rate (8192^3) and the int8 rate of torch._int_mm (8192^3, K-major weight);
   - every GEMM at M in {1, 16, 128, 4096} on linear layers of real models (SD1.5/SDXL attention and feed-forward,
     FLUX, LLaDA-8B), against F.linear in fp16 and bf16 (cuBLAS) and against torch's dequantize-then-matmul path;
-    at M <= 16 also the repo's former small-M W4A16 path (`w4a16_prev`, the tiled kernel with split-K);
+    at M <= 16 also each small-M W4A16 kernel on its own (`w4a16_gemv`, `w4a16_splitk`; `w4a16` runs the faster);
+  - the small-M section: M = 2, 4, 8, 12 on the layers with >= 32 MB of fp16 weights, the same W4A16 columns;
   - the Hadamard transform and the activation quantizer against the copy bandwidth;
   - end to end (bench_e2e.py): one LLaDA-8B-sized transformer block at fp16 / W4A16 / W8A8 / W4A8, the tiny-world
     UNet, and the tiny diffusion LM's generation speed (tokens/s) in fp16 and W4A16.
@@ -48,11 +49,13 @@ SHAPES = [  # (name, K = in_features, N = out_features)
     ("llada-down 12288>4096", 12288, 4096), ("8192x8192", 8192, 8192),
 ]
 M_LIST = [1, 16, 128, 4096]
+SMALL_M = [2, 4, 8, 12]  # the small-M section: one M per tuning bucket (2, 3-4, 5-8, 9-16) between 1 and 16
+SMALL_M_IMPLS = ("cublas_fp16", "w4a16", "w4a16_gemv", "w4a16_splitk")
 ELEMENTWISE = [(4096, 4096), (4096, 12288), (16384, 4096)]  # (M, K) for the Hadamard transform and act quantizer
 BLOCK = dict(d=4096, ff=12288, heads=32)  # LLaDA-8B
 BLOCK_TOKENS = [1, 16, 4096]
 ROTATE_BYTES = 512 * 2**20  # weight bytes streamed per graph replay (>= 8x the H200's 60 MB L2)
-DRY = dict(shapes=[("tiny 256>96", 256, 96)], m_list=[1, 3, 17], elementwise=[(5, 256)],
+DRY = dict(shapes=[("tiny 256>96", 256, 96)], m_list=[1, 3, 17], small_m=[2], elementwise=[(5, 256)],
            block=dict(d=128, ff=256, heads=2), block_tokens=[1, 17])
 
 
@@ -106,25 +109,61 @@ def time_us(fns, graph: bool = True, reps: int = 10) -> float:
         return float("nan")
 
 
-def copy_us(dev) -> float:
-    """Time of a 1 GiB device-to-device copy: a captured copy_ may become a graph memcpy node, slower than a copy
-    kernel on the SMs (one run measured 2.75 TB/s that way, below what fwht itself moved), so both, the faster."""
-    x = torch.randn(2**29, dtype=torch.float16, device=dev)  # 1 GiB
+def copy_rates(dev) -> dict[str, float]:
+    """Device-to-device copy bandwidth (TB/s, bytes read + written) by several methods; the ceiling is the best.
+
+    A ceiling must be one: a CUDA-graph-captured `copy_` becomes a memcpy node, which one run measured at 2.75 TB/s,
+    below the 3.20 TB/s that fwht moved in the same run. So: `copy_` eager and in a graph, an SM copy kernel
+    (`torch.mul(x, 1)`), and Triton's vectorized copy, each on 1 GiB and 4 GiB buffers.
+    """
+    rates = {}
+    for gib in (1, 4):
+        rates.update(_copy_rates_at(dev, gib))
+    return rates
+
+
+def _copy_rates_at(dev, gib: int) -> dict[str, float]:
+    from triton.testing import do_bench
+
+    x = torch.randn(gib * 2**29, dtype=torch.float16, device=dev)
     y = torch.empty_like(x)
-    return min(time_us(lambda: y.copy_(x)), time_us(lambda: torch.mul(x, 1.0, out=y)))
+    nbytes = 2 * x.numel() * 2  # read + write
+    rates = {f"{name} {gib} GiB": nbytes / time_us(fn) / 1e6
+             for name, fn in [("copy_ graph", lambda: y.copy_(x)), ("mul graph", lambda: torch.mul(x, 1.0, out=y)),
+                              ("triton graph", lambda: _triton_copy(x, y))]}
+    rates[f"copy_ eager {gib} GiB"] = nbytes / (1e3 * do_bench(lambda: y.copy_(x), return_mode="min")) / 1e6
+    return rates
+
+
+_COPY_KERNEL = []  # the Triton copy kernel, built on first use (bench.py imports no Triton at module load)
+
+
+def _triton_copy(x: torch.Tensor, y: torch.Tensor) -> None:
+    """y = x with 8192-element programs (16-byte vector loads and stores)."""
+    import triton
+    import triton.language as tl
+
+    if not _COPY_KERNEL:
+        @triton.jit
+        def copy_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+            tl.store(y_ptr + offs, tl.load(x_ptr + offs, mask=offs < n), mask=offs < n)
+
+        _COPY_KERNEL.append(copy_kernel)
+    _COPY_KERNEL[0][(triton.cdiv(x.numel(), 8192),)](x, y, x.numel(), BLOCK=8192, num_warps=8)
 
 
 def ceilings(dev) -> dict:
     if dev.type != "cuda":
-        return {"copy_TBps": float("nan"), "fp16_TFLOPs": float("nan"), "int8_TOPs": float("nan")}
-    copy = copy_us(dev)
+        return {"copy_TBps": float("nan"), "fp16_TFLOPs": float("nan"), "int8_TOPs": float("nan"), "copy_methods": {}}
+    rates = copy_rates(dev)
     a = torch.randn(8192, 8192, device=dev, dtype=torch.float16)
     fp16_us = time_us(lambda: F.linear(a, a))
     qa = torch.randint(-128, 127, (8192, 8192), device=dev, dtype=torch.int8)
     int8_us = time_us(lambda: torch._int_mm(qa, qa.t()))
     flop = 2 * 8192**3
-    return {"copy_TBps": 2 * 2**30 / copy / 1e6, "fp16_TFLOPs": flop / fp16_us / 1e6,
-            "int8_TOPs": flop / int8_us / 1e6}
+    return {"copy_TBps": max(rates.values()), "fp16_TFLOPs": flop / fp16_us / 1e6, "int8_TOPs": flop / int8_us / 1e6,
+            "copy_methods": rates}
 
 
 def quantized_weights(w: torch.Tensor) -> dict:
@@ -146,7 +185,7 @@ def quantized_weights(w: torch.Tensor) -> dict:
 def gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m):
     """{impl: (call on one copy of the weights, bytes moved)} for one shape and M; q holds the quantized copies."""
     from kernels.w4a8_gemm import w4a8_gemm, w4a8_linear
-    from kernels.w4a16_gemm import SMALL_M_CONFIG, w4a16_gemm, w4a16_tiled
+    from kernels.w4a16_gemm import w4a16_gemm, w4a16_small_m
     from kernels.w8a8_gemm import w8a8_gemm, w8a8_linear
     from qsched_core.quant.primitives import dequantize
 
@@ -169,8 +208,9 @@ def gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m):
         "w4a8_gemm": (lambda: w4a8_gemm(qxa, sxa, zxa, p32, s32, 32), w432 + m * k + 2 * m * n),
         "w4a8_linear": (lambda: w4a8_linear(x, p32, s32, 32), w432 + io),
     }
-    if m <= 16:  # the former small-M path, for comparison
-        impls["w4a16_prev"] = (lambda: w4a16_tiled(x, p4, s4, z4, 128, config=SMALL_M_CONFIG), w4)
+    if m <= 16:  # each small-M kernel on its own (w4a16 runs the faster of the two, as its tuner timed them)
+        impls["w4a16_gemv"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("gemv",)), w4)
+        impls["w4a16_splitk"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("splitk",)), w4)
     if m > 16 and x.is_cuda:  # torch._int_mm needs M > 16
         impls["torch_int_mm"] = (lambda: torch._int_mm(qx, q8.t()), n * k + m * k + 4 * m * n)
     if m >= 4096:  # the same matmul as cuBLAS plus a dequantization: adds nothing at M = 4096
@@ -178,8 +218,17 @@ def gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m):
     return impls
 
 
-def gemm_rows(dev, shapes, m_list) -> list[dict]:
-    from kernels._common import tuned_label
+def small_m_pick(n: int, k: int, m: int, dtype) -> str:
+    """'path: config' that w4a16_gemm ran for this shape and M (fp16/bf16, asymmetric g128, no bias)."""
+    from kernels._common import label
+    from kernels.w4a16_gemm import SMALL_M_PICKS
+
+    key = (n, k, 1 << (m - 1).bit_length(), 128, True, False, dtype)
+    hit = SMALL_M_PICKS.get((("gemv", "splitk"), key))
+    return f"{hit[0]}: {label(hit[1])}" if hit else ""
+
+
+def gemm_rows(dev, shapes, m_list, impls_kept=None) -> list[dict]:
     from kernels.act_quant import act_quant_int8
 
     rows = []
@@ -191,22 +240,29 @@ def gemm_rows(dev, shapes, m_list) -> list[dict]:
         wfs = [w] + [w.clone() for _ in range(n_copies - 1)]  # every call reads its own copy (see time_us)
         wbs = [t.bfloat16() for t in wfs]
         qs = [q0] + [{f: tuple(clone(t) for t in v) for f, v in q0.items()} for _ in range(n_copies - 1)]
+        packed = {f: sum(t.numel() * t.element_size() for t in q0[f] if t is not None) / (2 * n * k)
+                  for f in ("w4g128", "w4g32")}  # codes + scales (+ zeros) over the fp16 weight's bytes
         for m in m_list:
             x = torch.randn(m, k, device=dev, dtype=torch.float16)
             qx, sx, _ = act_quant_int8(x, True, scale_rule="qmax")
             qxa, sxa, zxa = act_quant_int8(x, False)
             per_copy = [gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m) for wf, wb, q in zip(wfs, wbs, qs)]
+            if impls_kept:
+                per_copy = [{i: v for i, v in c.items() if i in impls_kept} for c in per_copy]
             base, line = None, []
             for impl, (_, nbytes) in per_copy[0].items():
                 fns = [c[impl][0] for c in per_copy]
                 us = time_us(fns)
                 base = us if impl == "cublas_fp16" else base
-                eager = time_us(fns, graph=False) if m <= 16 else float("nan")  # launch overhead matters here
-                cfg = tuned_label("w4a16_gemv", n, k, m) if impl in ("w4a16", "w4a16_bf16") and m <= 16 else ""
+                eager = time_us(fns, graph=False, reps=5) if m <= 16 else float("nan")  # launch cost matters here
+                dtype = torch.bfloat16 if impl == "w4a16_bf16" else torch.float16
+                cfg = small_m_pick(n, k, m, dtype) if impl in ("w4a16", "w4a16_bf16") and m <= 16 else ""
                 rows.append(dict(kind="gemm", shape=name, M=m, K=k, N=n, impl=impl, us=us, us_eager=eager,
                                  TFLOPs=2 * m * n * k / us / 1e6, TBps=nbytes / us / 1e6,
                                  intensity=2 * m * n * k / nbytes, speedup_vs_fp16=base / us,
-                                 fp16_weight_MB=2 * n * k / 2**20, config=cfg))
+                                 fp16_weight_MB=2 * n * k / 2**20, config=cfg,
+                                 weight_bytes_ratio=packed["w4g128" if impl.startswith("w4a16") else "w4g32"]
+                                 if impl.startswith("w4") else float("nan")))
                 line.append(f"{impl}={us:.1f}")
             print(f"{name:24s} M={m:5d} " + " ".join(line), flush=True)
         del w, q0, wfs, wbs, qs
@@ -251,8 +307,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results", help="folder for kernels.md / kernels.csv / kernels_roofline.png")
     ap.add_argument("--plot", default=None, help="only redraw the roofline from this CSV")
-    ap.add_argument("--only", default="ceil,gemm,elementwise,block,unet,dllm",
+    ap.add_argument("--only", default="ceil,gemm,smallm,elementwise,block,unet,dllm",
                     help="comma-separated sections to run (ceil is always measured)")
+    ap.add_argument("--m-list", default=None, help="M values of the gemm section (default 1,16,128,4096)")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU interpreter (checks the script)")
     args = ap.parse_args()
     if args.plot:
@@ -269,31 +326,40 @@ def main() -> None:
     from kernels import bench_e2e
 
     dev = torch.device("cpu" if args.dry_run else "cuda")
-    sizes = DRY if args.dry_run else dict(shapes=SHAPES, m_list=M_LIST, elementwise=ELEMENTWISE, block=BLOCK,
-                                          block_tokens=BLOCK_TOKENS)
+    sizes = DRY if args.dry_run else dict(shapes=SHAPES, m_list=M_LIST, small_m=SMALL_M, elementwise=ELEMENTWISE,
+                                          block=BLOCK, block_tokens=BLOCK_TOKENS)
+    if args.m_list:
+        sizes["m_list"] = [int(v) for v in args.m_list.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env, ceil = environment(dev), ceilings(dev)
     print(env, ceil, flush=True)
-    rows = [dict(kind="ceiling", impl="copy", TBps=ceil["copy_TBps"]),
-            dict(kind="ceiling", impl="cublas_fp16_8192", TFLOPs=ceil["fp16_TFLOPs"]),
-            dict(kind="ceiling", impl="torch_int_mm_8192", TFLOPs=ceil["int8_TOPs"])]
+    rows = [dict(kind="ceiling", impl="copy", TBps=ceil["copy_TBps"])]
+    rows += [dict(kind="copy_method", impl=k, TBps=v) for k, v in ceil["copy_methods"].items()]
+    rows += [dict(kind="ceiling", impl="cublas_fp16_8192", TFLOPs=ceil["fp16_TFLOPs"]),
+             dict(kind="ceiling", impl="torch_int_mm_8192", TFLOPs=ceil["int8_TOPs"])]
     sections = {
         "gemm": lambda: gemm_rows(dev, sizes["shapes"], sizes["m_list"]),
+        "smallm": lambda: [dict(r, kind="smallm") for r in gemm_rows(
+            dev, [s for s in sizes["shapes"] if 2 * s[1] * s[2] >= 32 * 2**20 or args.dry_run], sizes["small_m"],
+            SMALL_M_IMPLS)],
         "elementwise": lambda: elementwise_rows(dev, sizes["elementwise"]),
         "block": lambda: bench_e2e.block_rows(dev, time_us, sizes["block"], sizes["block_tokens"]),
         "unet": lambda: bench_e2e.tiny_unet_rows(dev, time_us, dry=args.dry_run),
         "dllm": lambda: bench_e2e.dllm_speed_rows(dev, out / "dllm_gpu_speed.json", dry=args.dry_run),
     }
-    for name in args.only.split(","):
-        if name in sections:
-            t0 = time.time()
-            try:
-                rows += sections[name]()
-            except Exception as e:  # a broken section must not lose the others
-                print(f"section {name} FAILED: {type(e).__name__}: {str(e)[:500]}", flush=True)
-            print(f"section {name}: {time.time() - t0:.0f} s", flush=True)
-            save(rows, env, ceil, out)  # after each section: a run cut short still leaves its numbers
+    steps = [(name, sections[name]) for name in args.only.split(",") if name in sections and name != "gemm"]
+    if "gemm" in args.only.split(","):  # one step per M, so that a run cut short keeps the M values it finished
+        at = [n for n in args.only.split(",") if n in sections].index("gemm")
+        steps[at:at] = [(f"gemm M={m}", lambda m=m: gemm_rows(dev, sizes["shapes"], [m])) for m in sizes["m_list"]]
+    for name, step in steps:
+        t0 = time.time()
+        try:
+            rows += step()
+        except Exception as e:  # a broken section must not lose the others
+            print(f"section {name} FAILED: {type(e).__name__}: {str(e)[:500]}", flush=True)
+        print(f"section {name}: {time.time() - t0:.0f} s", flush=True)
+        save(rows, env, ceil, out)  # after each section: a run cut short still leaves its numbers
 
 
 def save(rows, env, ceil, out: Path) -> None:
@@ -305,7 +371,7 @@ def save(rows, env, ceil, out: Path) -> None:
         wr = csv.DictWriter(f, fieldnames=keys)
         wr.writeheader()
         wr.writerows(rows)
-    tuning = [dict(kernel=name, key=[str(v) for v in key], ms=times) for (name, key), times in TUNED.items()]
+    tuning = [dict(kernel=name, key=[str(v) for v in key], us=times) for (name, key), times in TUNED.items()]
     (out / "kernels_tuning.json").write_text(json.dumps(tuning, indent=1))
     write_report(rows, env, ceil, out / "kernels.md")
     try:

@@ -12,7 +12,7 @@ import csv
 import math
 from pathlib import Path
 
-KERNELS = ["w4a16", "w4a16_bf16", "w4a16_prev", "w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear"]
+KERNELS = ["w4a16", "w4a16_bf16", "w4a16_gemv", "w4a16_splitk", "w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear"]
 BASELINES = ["cublas_fp16", "cublas_bf16", "torch_dequant_fp16", "torch_int_mm"]
 BIG_MB = 32.0
 TEXT_COLUMNS = ("kind", "shape", "impl", "note", "config")
@@ -50,26 +50,25 @@ def _targets(rows, ceil) -> list[str]:
         lines.append(f"| W8A8 >= 1.7x at M=4096 ({impl}) | {worst:.2f}x (best {max(sp.values()):.2f}x) | "
                      + ", ".join(f"{s}: {v:.2f}x" for s, v in sp.items()) + f" | {'yes' if worst >= 1.7 else 'no'} |")
     fw = [r for r in _pick(rows, kind="elementwise", impl="fwht") if r["TBps"] == r["TBps"]]  # drop NaN (failed)
-    if not fw:
-        return lines
-    frac = {r["shape"]: r["TBps"] / ceil["copy_TBps"] for r in fw}
-    worst = min(frac.values())
-    lines.append(f"| Hadamard >= 80% of copy bandwidth | {100 * worst:.0f}% | "
-                 + ", ".join(f"{s}: {100 * v:.0f}%" for s, v in frac.items())
-                 + f" | {'yes' if worst >= 0.8 else 'no'} |")
-    blk = [r for r in _pick(rows, kind="block", impl="w4a16-g128") if "weight_bytes_ratio" in r]
-    if blk and _one(rows, kind="block", impl="w4a8"):
-        ratio = blk[0]["weight_bytes_ratio"]
-        lines.append(f"| W4 packed weights <= 0.27x fp16 bytes (scales, zeros included) | {ratio:.3f}x (W4A16 g128) | "
-                     f"W4A8 g32: {_one(rows, kind='block', impl='w4a8')['weight_bytes_ratio']:.3f}x | "
-                     f"{'yes' if ratio <= 0.27 else 'no'} |")
+    if fw:
+        frac = {r["shape"]: r["TBps"] / ceil["copy_TBps"] for r in fw}
+        worst = min(frac.values())
+        lines.append(f"| Hadamard >= 80% of copy bandwidth | {100 * worst:.0f}% | "
+                     + ", ".join(f"{s}: {100 * v:.0f}%" for s, v in frac.items())
+                     + f" | {'yes' if worst >= 0.8 else 'no'} |")
+    packed = {impl: max(r["weight_bytes_ratio"] for r in _pick(g, impl=impl)) for impl in ("w4a16", "w4a8_gemm")
+              if _pick(g, impl=impl)}
+    if len(packed) == 2:
+        lines.append(f"| W4 packed weights <= 0.27x fp16 bytes (scales, zeros included) | {packed['w4a16']:.3f}x "
+                     f"(W4A16 g128, worst shape) | W4A8 g32: {packed['w4a8_gemm']:.3f}x | "
+                     f"{'yes' if packed['w4a16'] <= 0.27 else 'no'} |")
     return lines
 
 
 def _gemm_table(rows, m, ceil) -> list[str]:
     small = m <= 16
     head = ["shape (K>N)", "fp16 us", "bf16 us"] + (["dequant+mm us"] if m < 4096 else []) + \
-        ["W4A16", "W4A16 TB/s", "W4A16 bf16"] + (["W4A16 prev"] if small else []) + \
+        ["W4A16", "W4A16 TB/s", "W4A16 bf16"] + (["W4A16 gemv", "W4A16 split-K"] if small else []) + \
         ["W8A8 gemm", "W8A8 +act", "W4A8 gemm", "W4A8 +act"] + (["_int_mm"] if m > 16 else [])
     eager = small and any(r.get("us_eager") == r.get("us_eager") for r in _pick(rows, kind="gemm", M=m))
     head += ["W4A16 eager us", "fp16 eager us"] if eager else []
@@ -84,7 +83,8 @@ def _gemm_table(rows, m, ceil) -> list[str]:
             row.append(cell(get("torch_dequant_fp16"), fp16))
         w4 = get("w4a16")
         row += [cell(w4, fp16), f"{w4['TBps']:.2f} ({100 * w4['TBps'] / ceil['copy_TBps']:.0f}%)",
-                cell(get("w4a16_bf16"), bf16)] + ([cell(get("w4a16_prev"), fp16)] if small else [])
+                cell(get("w4a16_bf16"), bf16)] + ([cell(get(k), fp16) for k in ("w4a16_gemv", "w4a16_splitk")]
+                                                  if small else [])
         row += [cell(get(k), fp16) for k in ("w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear")]
         if m > 16:
             row.append(cell(get("torch_int_mm"), fp16))
@@ -112,20 +112,50 @@ def _dllm_table(rows) -> list[str]:
 
 
 def _config_table(rows) -> list[str]:
-    """The config the small-M W4A16 launcher picked per shape and M (the `config` column)."""
-    picked = [r for r in _pick(rows, kind="gemm", impl="w4a16") if r.get("config")]
+    """The small-M kernel and config that w4a16_gemm ran per shape and M (the `config` column)."""
+    picked = [r for r in _pick(rows, impl="w4a16") if r.get("config")]
     if not picked:
         return []
-    return (["", "## Configs picked by the small-M W4A16 tuner (fp16; DOT=0: CUDA-core FMA, DOT=1: tensor cores)", "",
-             "| shape | M | config |", "|---|---|---|"]
-            + [f"| {r['shape']} | {r['M']} | `{r['config']}` |" for r in picked])
+    return (["", "## Small-M W4A16: the kernel and config the tuner picked (fp16; gemv DOT=0: CUDA-core FMA, "
+             "DOT=1: tensor cores; splitk: the tiled kernel with split-K)", "", "| shape | M | picked |", "|---|---|---|"]
+            + [f"| {r['shape']} | {r['M']} | `{r['config']}` |" for r in sorted(picked, key=lambda r: (r["K"], r["N"],
+                                                                                              r["M"]))])
+
+
+def _small_m_table(rows) -> list[str]:
+    """W4A16 at M = 1..16 on the large layers: each small-M kernel alone, the dispatched one, and cuBLAS fp16."""
+    sm = _pick(rows, kind="smallm") + [r for r in _pick(rows, kind="gemm") if r["M"] <= 16]
+    shapes = sorted({r["shape"] for r in sm if r["fp16_weight_MB"] >= BIG_MB - 1e-6})
+    if not shapes:
+        return []
+    ms = sorted({r["M"] for r in sm})
+    out = ["## Small M: which W4A16 kernel is faster (us; speedup over cuBLAS fp16 in brackets; layers >= 32 MB)", "",
+           "| shape | M | fp16 | W4A16 (dispatched) | gemv | split-K | faster |", "|---|---|---|---|---|---|---|"]
+    for shape in shapes:
+        for m in ms:
+            get = lambda impl: next((r for r in sm if r["shape"] == shape and r["M"] == m and r["impl"] == impl), None)
+            fp16, auto, gv, sk = get("cublas_fp16"), get("w4a16"), get("w4a16_gemv"), get("w4a16_splitk")
+            if not (fp16 and gv and sk):
+                continue
+            cell = lambda r: "-" if r is None else f"{r['us']:.1f} ({fp16['us'] / r['us']:.2f}x)"
+            out.append(f"| {shape} | {m} | {fp16['us']:.1f} | {cell(auto)} | {cell(gv)} | {cell(sk)} | "
+                       f"{'gemv' if gv['us'] < sk['us'] else 'split-K'} |")
+    return out + [""]
+
+
+def _copy_table(rows, ceil) -> list[str]:
+    cm = _pick(rows, kind="copy_method")
+    if not cm:
+        return []
+    return (["Copy bandwidth by method (TB/s, read + write; the ceiling is the best):", "",
+             "| method | TB/s |", "|---|---|"] + [f"| {r['impl']} | {r['TBps']:.2f} |" for r in cm] + [""])
 
 
 def write_report(rows, env, ceil, path: Path) -> None:
     out = ["# Triton kernels: measured on one GPU", "",
            f"GPU **{env['gpu']}**, torch {env['torch']}, Triton {env['triton']}, CUDA {env['cuda']}, "
            f"Python {env['python']}; {env['date']}.", f"Command: `{env['command']}` (`make bench`).", "",
-           f"Ceilings measured in the same run: copy bandwidth **{ceil['copy_TBps']:.2f} TB/s** (1 GiB D2D), "
+           f"Ceilings measured in the same run: copy bandwidth **{ceil['copy_TBps']:.2f} TB/s** (D2D, best method), "
            f"cuBLAS fp16 **{ceil['fp16_TFLOPs']:.0f} TFLOP/s** (8192^3), torch._int_mm int8 "
            f"**{ceil['int8_TOPs']:.0f} TOP/s** (8192^3).", "",
            f"Timing: {env.get('timing', 'triton.testing.do_bench (eager launches), median, L2 flushed per call')}"
@@ -133,9 +163,10 @@ def write_report(rows, env, ceil, path: Path) -> None:
            "W4A16 = int4 asymmetric g128 (the `w4a16-g128` preset), W8A8 = int8 per-channel weights x per-token "
            "int8 activations (`w8a8`), W4A8 = int4 symmetric g32 x asymmetric per-token int8 (`w4a8`). "
            "`gemm` times start from int8 activations; `+act` includes the fused activation quantizer.", "",
-           "## Targets", ""] + _targets(rows, ceil) + ["", "## GEMMs", ""]
+           ] + _copy_table(rows, ceil) + ["## Targets", ""] + _targets(rows, ceil) + ["", "## GEMMs", ""]
     for m in sorted({r["M"] for r in _pick(rows, kind="gemm")}):
         out += _gemm_table(rows, m, ceil)
+    out += _small_m_table(rows)
     out += ["## Hadamard transform and activation quantizer (fp16, bytes = read + write)", "",
             "| M x K | kernel | us | TB/s | % of copy |", "|---|---|---|---|---|"]
     for r in _pick(rows, kind="elementwise"):
@@ -176,7 +207,7 @@ def read_rows(path: Path) -> list[dict]:
 
 def ceilings_of(rows) -> dict:
     """The copy bandwidth and matrix rates measured in the same run (the `ceiling` rows)."""
-    return {"copy_TBps": _one(rows, kind="ceiling", impl="copy")["TBps"],
+    return {"copy_TBps": _one(rows, kind="ceiling", impl="copy")["TBps"], "copy_methods": {},
             "fp16_TFLOPs": _one(rows, kind="ceiling", impl="cublas_fp16_8192")["TFLOPs"],
             "int8_TOPs": _one(rows, kind="ceiling", impl="torch_int_mm_8192")["TFLOPs"]}
 
@@ -191,14 +222,17 @@ def roofline_figure(rows, ceil: dict | None = None):
     ax.plot(xs, [min(ceil["copy_TBps"] * x, ceil["int8_TOPs"]) for x in xs], "k-", lw=1,
             label=f"roof: copy {ceil['copy_TBps']:.2f} TB/s, int8 {ceil['int8_TOPs']:.0f} TOP/s")
     ax.axhline(ceil["fp16_TFLOPs"], color="gray", ls="--", lw=1, label=f"cuBLAS fp16 {ceil['fp16_TFLOPs']:.0f} TFLOP/s")
-    style = {"cublas_fp16": ("o", "tab:gray"), "w4a16": ("s", "tab:blue"), "w8a8_gemm": ("^", "tab:red"),
+    style = {"cublas_fp16": ("o", "tab:gray"), "w4a16": ("s", "tab:blue"), "w4a16_gemv": ("v", "tab:cyan"),
+             "w8a8_gemm": ("^", "tab:red"),
              "w4a8_gemm": ("D", "tab:green"), "torch_dequant_fp16": ("x", "tab:orange")}
+    gemms = [r for r in rows if r["kind"] in ("gemm", "smallm") and r["TFLOPs"] == r["TFLOPs"]]
     for impl, (marker, color) in style.items():
-        pts = [(r["intensity"], r["TFLOPs"]) for r in _pick(rows, kind="gemm", impl=impl) if r["TFLOPs"] == r["TFLOPs"]]
+        pts = [(r["intensity"], r["TFLOPs"]) for r in gemms if r["impl"] == impl]
         if pts:
             ax.scatter(*zip(*pts), marker=marker, color=color, label=impl, alpha=0.8, s=28)
+    ms = ", ".join(str(m) for m in sorted({r["M"] for r in gemms}))
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (flop / byte moved)",
-           ylabel="achieved TFLOP/s (TOP/s for int8)", title="Kernels on the roofline (M = 1, 16, 128, 4096)")
+           ylabel="achieved TFLOP/s (TOP/s for int8)", title=f"Kernels on the roofline (M = {ms})")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()

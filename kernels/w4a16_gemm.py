@@ -5,15 +5,18 @@ fp16 weight never exists in memory: dequantizing first (torch: `dequantize` then
 full fp16 weight and is slower than plain fp16. Here each tile is unpacked in registers right before `tl.dot`.
 
 `w4a16_gemm` picks the kernel by M:
-  - M <= 16: `w4a16_gemv` (w4a16_gemv.py), a stream over the weight bytes with split-K and int32-word loads;
-  - M > 16: `w4a16_gemm_kernel` below, output tiles as in the Triton matmul tutorial (`w4a16_tiled`).
+  - M <= 16, two candidate kernels, and on a GPU the faster one per shape, as timed (`w4a16_small_m`):
+    `w4a16_gemv` (w4a16_gemv.py), a stream over the weight bytes with split-K and int32-word loads, and
+    `w4a16_gemm_kernel` below with 16-row tiles and split-K (partial sums added into a zeroed output; the repo's
+    first small-M path). Each is tuned over its own configs (`tune`: CUDA-graph replays, L2 flushed per call) and
+    the faster winner runs. In the one H200 run that measured both, the split-K tiled kernel won at M = 16 on every
+    shape and the GEMV kernel at M = 1 on most large ones (results/kernels.md, small-M table);
+    without tuning (QSCHED_AUTOTUNE=0, the interpreter) the fixed rule is `static_small_m_config`.
+  - M > 16: `w4a16_gemm_kernel`, output tiles as in the Triton matmul tutorial (`w4a16_tiled`).
 The tiled kernel's K loop steps NB 64-column packing blocks at a time (layout in int4_pack.py): one dot on the
 low-nibble planes (columns 0..31 of each block), one on the high planes (32..63). Each tile is dequantized in
 registers, (q - z) * s rounded to x's dtype exactly as the torch path rounds its dequantized weight, and accumulated
 in place in fp32. A tile never straddles two groups (NB = 1, or 64 NB <= G), so each plane needs one scale vector.
-It also takes SPLIT_K > 1 (partial sums added into a zeroed output): with BLOCK_M = 16 that was this repo's first
-small-M path, kept so that the benchmark compares it with the GEMV kernel (`SMALL_M_CONFIG`, column `W4A16 prev`;
-in the one H200 run it was faster than w4a16_gemv at M = 16, see results/kernels.md).
 
 What we tried first: multiplying each plane's dot result by its scale (exact integer dots) instead of scaling the
 weights. It is more exact but keeps three (BLOCK_M, BLOCK_N) fp32 tiles live, spilled registers at large tiles and
@@ -31,13 +34,32 @@ import triton.language as tl
 
 from qsched_core.quant.primitives import dequantize
 
-from ._common import FLOAT_ACTS, autotuner, flatten_rows, float_dot_dtype, launch
+from ._common import (
+    FLOAT_ACTS,
+    autotune_enabled,
+    autotuner,
+    flatten_rows,
+    float_dot_dtype,
+    launch,
+    tune,
+    tuned_us,
+)
 from .int4_pack import HALF, check_w4_args, unpack_int4_ref
 from .w4a16_gemv import MAX_M as GEMV_MAX_M
+from .w4a16_gemv import _configs_for as gemv_configs_for
 from .w4a16_gemv import w4a16_gemv
 
-# the former small-M path: 16-row output tiles, K split in 8 slices (what w4a16_gemv replaced)
+# the first small-M path: 16-row output tiles, K split in 8 slices
 SMALL_M_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "SPLIT_K": 8, "NB": 2}, num_warps=4, num_stages=4)
+SMALL_M_PICKS: dict[tuple, tuple[str, triton.Config]] = {}  # (paths, tuning key) -> (path, config) to run
+
+
+def get_splitk_configs() -> list[triton.Config]:
+    """The split-K tiled kernel's small-M candidates (BLOCK_M = 16): tile width, K slices, packing blocks."""
+    return [SMALL_M_CONFIG] + [
+        triton.Config({"BLOCK_M": 16, "BLOCK_N": bn, "SPLIT_K": sk, "NB": nb}, num_warps=w, num_stages=st)
+        for bn, sk, nb, w, st in [(64, 4, 2, 4, 4), (128, 8, 2, 4, 4), (32, 8, 2, 4, 4), (64, 16, 1, 4, 4),
+                                  (64, 8, 1, 4, 4), (128, 4, 1, 8, 3)]]
 
 
 def get_autotune_configs() -> list[triton.Config]:
@@ -50,8 +72,20 @@ def get_autotune_configs() -> list[triton.Config]:
             for bm, bn, nb, w, st in [(64, 128, 1, 4, 4), (128, 128, 2, 8, 3), (128, 256, 1, 8, 3), (64, 64, 2, 4, 4)]]
 
 
+def _fits(cfg: triton.Config, group: int) -> bool:
+    return cfg.kwargs["NB"] == 1 or 64 * cfg.kwargs["NB"] <= group  # a tile must not straddle two groups
+
+
 def _configs_for(group: int) -> list[triton.Config]:
-    return [c for c in get_autotune_configs() if c.kwargs["NB"] == 1 or 64 * c.kwargs["NB"] <= group]
+    return [c for c in get_autotune_configs() if _fits(c, group)]
+
+
+def static_small_m_config(m: int, group: int) -> triton.Config:
+    """The small-M choice without tuning: the GEMV kernel's CUDA-core path at M = 1, the split-K tiled kernel at
+    M = 2..16 (the faster one in most of the measured cases, results/kernels.md)."""
+    if m == 1:
+        return next(c for c in gemv_configs_for(1) if not c.kwargs["DOT"])
+    return next(c for c in get_splitk_configs() if _fits(c, group))
 
 
 @triton.jit(do_not_specialize=["M", "M_BUCKET"])  # one compile for every M
@@ -112,7 +146,7 @@ def w4a16_gemm_kernel(
     if SPLIT_K == 1:
         tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
     else:
-        tl.atomic_add(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.atomic_add(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask, sem="relaxed")
 
 
 _tuned: dict[int, object] = {}
@@ -131,13 +165,48 @@ def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
                config: triton.Config | None = None) -> torch.Tensor:
     """y = x @ W^T (+ bias) with W = (codes - zero) * scale from `pack_int4_weight`; x (..., K) fp16/bf16.
 
-    M <= 16 rows run on `w4a16_gemv`, more on the tiled kernel; `config` forces one configuration of the kernel
-    that M selects (tests, benchmarks); by default the GPU autotunes.
+    M <= 16 rows run on the faster of `w4a16_gemv` and the split-K tiled kernel (`w4a16_small_m`), more rows on the
+    tiled kernel; `config` forces one configuration (a GEMV config has a DOT key; tests, benchmarks); by default the
+    GPU tunes.
     """
     m = x.reshape(-1, x.shape[-1]).shape[0]
-    if m <= GEMV_MAX_M:
-        return w4a16_gemv(x, qweight, scales, zeros, group_size, bias, config)
-    return w4a16_tiled(x, qweight, scales, zeros, group_size, bias, config)
+    if m > GEMV_MAX_M:
+        return w4a16_tiled(x, qweight, scales, zeros, group_size, bias, config)
+    if config is None:
+        return w4a16_small_m(x, qweight, scales, zeros, group_size, bias)
+    kernel = w4a16_gemv if "DOT" in config.kwargs else w4a16_tiled  # a GEMV config, or a tiled one
+    return kernel(x, qweight, scales, zeros, group_size, bias, config)
+
+
+def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
+                  group_size: int = 128, bias: torch.Tensor | None = None,
+                  paths: tuple[str, ...] = ("gemv", "splitk")) -> torch.Tensor:
+    """M <= 16 on the faster of `paths` ("gemv": w4a16_gemv, "splitk": the tiled kernel with split-K), each tuned
+    over its own configs for this shape; without tuning, `static_small_m_config` (arguments as w4a16_gemm)."""
+    k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
+    m = x.reshape(-1, k).shape[0]
+    if m > GEMV_MAX_M:
+        raise ValueError(f"w4a16_small_m takes at most {GEMV_MAX_M} rows of x, got M={m}; use w4a16_gemm")
+
+    def run(cfg: triton.Config) -> torch.Tensor:
+        kernel = w4a16_gemv if "DOT" in cfg.kwargs else w4a16_tiled
+        return kernel(x, qweight, scales, zeros, group_size, bias, config=cfg)
+
+    if not autotune_enabled():
+        cfg = static_small_m_config(m, group)
+        if paths == ("gemv",) and "DOT" not in cfg.kwargs:
+            cfg = next(c for c in gemv_configs_for(m) if c.kwargs["DOT"] == int(m > 1))
+        elif paths == ("splitk",) and "DOT" in cfg.kwargs:
+            cfg = next(c for c in get_splitk_configs() if _fits(c, group))
+        return run(cfg)
+    key = (n, k, triton.next_power_of_2(m), group, zeros is not None, bias is not None, x.dtype)
+    pick = SMALL_M_PICKS.get((paths, key))
+    if pick is None:
+        candidates = {"gemv": gemv_configs_for(m), "splitk": [c for c in get_splitk_configs() if _fits(c, group)]}
+        best = {p: tune(f"w4a16_{p}", key, candidates[p], run) for p in paths}
+        path = min(paths, key=lambda p: tuned_us(f"w4a16_{p}", key))  # the faster winner, same timing method
+        pick = SMALL_M_PICKS[(paths, key)] = (path, best[path])
+    return run(pick[1])
 
 
 def w4a16_tiled(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,

@@ -20,9 +20,10 @@ Two ways to do the multiply-add, chosen per shape by timing (`tune` in _common.p
     on the right (the "swap AB" trick: the 16-wide tensor-core side is the padded M). The tile is dequantized,
     (u - z) * s rounded to x's dtype, like the torch path's weight.
 
-Measured (results/kernels.md, one H200 run): 0.59-1.30 TB/s, 0.92-1.60x of cuBLAS fp16 at M = 1 on the large
-layers, far from the limit: the weight loads feed register arithmetic, so Triton does not pipeline them, and each
-program waits for its tile before it computes (kernels/bench_notes.md has the analysis and the next steps).
+Measured: results/kernels.md (cuBLAS ratios, TB/s against the measured copy bandwidth); far from the byte limit:
+the weight loads feed register arithmetic, so Triton does not pipeline them, and each program waits for its tile
+before it computes (kernels/bench_notes.md has the analysis and the next steps). `w4a16_gemm` runs this kernel only
+where it beats the split-K tiled kernel (w4a16_gemm.py).
 
 Notation: M tokens, K input features, N output features, G group size (32, multiples of 64, -1), B = 4 bits,
 KW = Kp // 8 int32 words per weight row. x (M, K) fp16/bf16; qweight (N, Kp // 2) uint8, read as (N, KW) int32;
@@ -30,6 +31,8 @@ scales (N, K // G) fp16; zeros (N, K // G) uint8 or None (symmetric: the stored 
 The column of nibble p (bits 4p..4p+3) of word j of block b: 64 b + 32 (p % 2) + 4 j + p // 2.
 """
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 import triton
@@ -201,7 +204,12 @@ def w4a16_gemv_kernel(
 
 
 def _configs_for(m: int) -> list[triton.Config]:
-    return [c for c in get_autotune_configs() if c.kwargs["DOT"] or m <= FMA_MAX_M]
+    return _configs_cached(m <= FMA_MAX_M)
+
+
+@lru_cache(maxsize=2)
+def _configs_cached(fma_ok: bool) -> list[triton.Config]:  # built once: a launch must not rebuild 15 configs
+    return [c for c in get_autotune_configs() if c.kwargs["DOT"] or fma_ok]
 
 
 def w4a16_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,

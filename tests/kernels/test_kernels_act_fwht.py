@@ -21,8 +21,10 @@ def test_act_quant_matches_library(m, k, symmetric, rule, dtype):
     qr, sr, zr = act_quant_int8_ref(x, symmetric, 1.0, rule)
     assert torch.equal(s.cpu(), sr), f"scales differ: max {(s.cpu() - sr).abs().max().item():.3g}"
     assert torch.equal(z.cpu(), zr)
-    diff = (q.cpu().int() - qr.int()).abs()  # one level at exact ties is allowed (fused multiply-add on GPUs)
-    assert diff.max() <= 1 and diff.float().mean() < 5e-3, f"codes differ at {int((diff > 0).sum())} places"
+    # codes bit for bit: the kernel rounds x * (1/s) on its own before rounding to an integer, as torch does (a
+    # fused multiply-add there moved 1 code in ~600 by one level on a GPU; see act_quant.py)
+    diff = (q.cpu().int() - qr.int()).abs()
+    assert diff.max() == 0, f"codes differ at {int((diff > 0).sum())} of {diff.numel()} places (max {diff.max()})"
 
 
 def test_act_quant_clip_and_zero_row():
@@ -59,7 +61,8 @@ def test_fwht_factors_are_the_library_matrix():
 
 
 def test_fwht_wrong_sign_is_caught_and_errors():
-    x = torch.randn(2, 256).half()
+    x = torch.randn(2, 256, generator=torch.Generator().manual_seed(0)).half()
+    x[0, 7] = 2.0  # the flipped feature is large: the error it makes (2 |x_7| / 16 each) is far above the tolerance
     signs = torch.ones(256)
     bad = signs.clone()
     bad[7] = -1
@@ -79,22 +82,22 @@ def test_gpu_act_quant_and_fwht_large(dtype):
         for symmetric, rule in ACT_CASES:
             q, s, z = act_quant_int8(x.cuda(), symmetric, 1.0, rule)
             qr, sr, zr = act_quant_int8_ref(x, symmetric, 1.0, rule)
-            assert (q.cpu().int() - qr.int()).abs().max() <= 1 and torch.allclose(s.cpu(), sr, rtol=1e-6, atol=0)
+            assert torch.equal(q.cpu(), qr) and torch.equal(s.cpu(), sr), f"act_quant M={m} {symmetric} {rule}"
         for k in (4096, 12288):
             xk = torch.randn(m, k).to(dtype)
             assert_close_report(fwht(xk.cuda()).cpu(), fwht_ref(xk), 2 * TOL[dtype], f"fwht M={m} K={k}")
 
 
 @pytest.mark.gpu
-def test_gpu_fwht_every_config():
+@pytest.mark.parametrize("cfg", get_autotune_configs(), ids=label)
+def test_gpu_fwht_every_config(cfg):
     """Every config that fits this GPU is right (the tuner skips those that run out of shared memory, as here)."""
     from triton.runtime.errors import OutOfResources
 
     for k in (4096, 12288):
         x = torch.randn(17, k).half()
-        for cfg in get_autotune_configs():
-            try:
-                out = fwht(x.cuda(), config=cfg).cpu()
-            except OutOfResources:
-                continue
-            assert_close_report(out, fwht_ref(x), 2 * TOL[torch.float16], f"fwht K={k} {label(cfg)}")
+        try:
+            out = fwht(x.cuda(), config=cfg).cpu()
+        except OutOfResources:
+            continue
+        assert_close_report(out, fwht_ref(x), 2 * TOL[torch.float16], f"fwht K={k} {label(cfg)}")

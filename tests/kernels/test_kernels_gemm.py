@@ -1,8 +1,9 @@
 """W4A16, W8A8 and W4A8 GEMMs against their `*_ref` (x @ dequantize(W)^T with the library's primitives).
 
 CPU (TRITON_INTERPRET=1): small shapes, every M of the test grid (1, 2, 3, 15, 16, 17, 128, 1000) on one shape,
-every group size and dtype on a few, every config of the small-M W4A16 kernel once.
-GPU (`gpu` marker): the full product of shapes x group sizes x dtypes x M, plus every autotune config once.
+every group size and dtype on a few, every config of the small-M W4A16 kernels once.
+GPU (`gpu` marker): the full product of shapes x group sizes x dtypes x M, every autotune config once (one test
+each, so that pytest-xdist spreads the compiles), and the tuned small-M dispatch.
 Shapes include K and N that are not multiples of the block sizes (K = 96, 200; N = 33, 257).
 """
 import itertools
@@ -16,9 +17,17 @@ from kernels.act_quant import act_quant_int8_ref
 from kernels.int4_pack import pack_int4_weight
 from kernels.w4a8_gemm import get_autotune_configs as w4a8_configs
 from kernels.w4a8_gemm import w4a8_gemm, w4a8_gemm_ref
-from kernels.w4a16_gemm import SMALL_M_CONFIG, w4a16_gemm, w4a16_gemm_ref, w4a16_tiled
+from kernels.w4a16_gemm import (
+    SMALL_M_CONFIG,
+    SMALL_M_PICKS,
+    get_splitk_configs,
+    w4a16_gemm,
+    w4a16_gemm_ref,
+    w4a16_tiled,
+)
 from kernels.w4a16_gemm import get_autotune_configs as w4a16_configs
 from kernels.w4a16_gemv import get_autotune_configs as w4a16_gemv_configs
+from kernels.w4a16_gemv import w4a16_gemv
 from kernels.w8a8_gemm import get_autotune_configs as w8a8_configs
 from kernels.w8a8_gemm import w8a8_gemm, w8a8_gemm_ref
 from qsched_core.quant.primitives import choose_qparams, quantize
@@ -42,13 +51,13 @@ def make_w4(n, k, g, symmetric, seed=0):
     return [t if t is None else t.to(DEVICE) for t in pack_int4_weight(q, scale, zero, symmetric)]
 
 
-def run_w4a16(m, n, k, g, dtype, symmetric, bias=True, config=None):
+def run_w4a16(m, n, k, g, dtype, symmetric, bias=True, config=None, fn=w4a16_gemm):
     qweight, scales, zeros = make_w4(n, k, g, symmetric)
     x = torch.randn(m, k, generator=torch.Generator().manual_seed(1)).to(dtype).to(DEVICE)
     b = torch.randn(n).to(DEVICE) if bias else None
-    out = w4a16_gemm(x, qweight, scales, zeros, g, b, config=config)
+    out = fn(x, qweight, scales, zeros, g, b, config=config)
     assert_close_report(out, w4a16_gemm_ref(x, qweight, scales, zeros, g, b), TOL[dtype],
-                        f"w4a16 M={m} N={n} K={k} G={g} {dtype} sym={symmetric}")
+                        f"{fn.__name__} M={m} N={n} K={k} G={g} {dtype} sym={symmetric}")
 
 
 def run_int8(kind, m, n, k, g, dtype, sym_acts, config=None):
@@ -80,8 +89,10 @@ def test_w4a16_every_m(m):
     (n, k, g, d, s) for (n, k), g, d, s in itertools.product(CPU_SHAPES, GROUPS, DTYPES, [True, False])
     if _valid(k, g)], ids=str)
 def test_w4a16_grid(n, k, g, dtype, symmetric):
-    for m in (1, 3, 17):  # small-M kernel (CUDA-core path at M = 1, tensor-core path at M = 3), tiled kernel
-        run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric)
+    # M = 1: GEMV kernel (CUDA-core path); M = 3: split-K tiled kernel (the untuned small-M rule) and the GEMV
+    # kernel's tensor-core path; M = 17: tiled kernel
+    for m, fn in [(1, w4a16_gemm), (3, w4a16_gemm), (3, w4a16_gemv), (17, w4a16_gemm)]:
+        run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric, fn=fn)
 
 
 @pytest.mark.parametrize("i,cfg", list(enumerate(w4a16_gemv_configs())),
@@ -154,31 +165,57 @@ def test_argument_errors():
 
 
 # ------------------------------------------------------------------------------------------------ GPU grid
+# the M values of the GPU grid, grouped by the kernel (compile variant) that runs them without tuning
+M_BY_KERNEL = {"gemv": [1], "splitk": [2, 3, 15, 16], "tiled": [17, 128, 1000], "int8": M_ALL}
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("kernel", list(M_BY_KERNEL))
 @pytest.mark.parametrize("n,k", GPU_SHAPES, ids=str)
 @pytest.mark.parametrize("g", GROUPS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_gpu_full_grid(n, k, g, dtype):
+def test_gpu_full_grid(n, k, g, dtype, kernel):
     if not _valid(k, g):
         pytest.skip(f"G={g} does not divide K={k}")
-    for m, symmetric in itertools.product(M_ALL, [True, False]):
-        run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric)
+    for m, symmetric in itertools.product(M_BY_KERNEL[kernel], [True, False]):
+        if kernel != "int8":
+            run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric)
+            continue
         run_int8("w4a8", m, n, k, g, dtype, sym_acts=symmetric)
         if g == GROUPS[0]:
             run_int8("w8a8", m, n, k, g, dtype, sym_acts=symmetric)
 
 
+def _every_config():
+    """(kernel, config) for every config a tuner may pick: GEMV, split-K tiled (small M), tiled, W8A8, W4A8."""
+    return ([("gemv", c) for c in w4a16_gemv_configs()] + [("splitk", c) for c in get_splitk_configs()]
+            + [("tiled", c) for c in w4a16_configs()] + [("w8a8", c) for c in w8a8_configs()]
+            + [("w4a8", c) for c in w4a8_configs()])
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_gpu_every_autotune_config(dtype):
-    """The autotuner may pick any config: each must be right on its own (M picks the kernel)."""
-    for cfg in w4a16_gemv_configs():
-        for m in ((1, 2) if not cfg.kwargs["DOT"] else (1, 16)):
+@pytest.mark.parametrize("kind,cfg", _every_config(), ids=lambda v: v if isinstance(v, str) else label(v))
+def test_gpu_every_autotune_config(kind, cfg, dtype):
+    """The tuners may pick any config: each must be right on its own."""
+    if kind in ("gemv", "splitk"):
+        fma = kind == "gemv" and not cfg.kwargs["DOT"]
+        nb_ok = cfg.kwargs["NB"] == 1 or 64 * cfg.kwargs["NB"] <= 32  # a split-K tile may not straddle groups
+        for m in ((1, 2) if fma else (1, 16)):
             run_w4a16(m, 1000, 768, 128, dtype, False, config=cfg)
-            run_w4a16(m, 257, 1280, 32, dtype, True, config=cfg)
-    for cfg in w4a16_configs() + [SMALL_M_CONFIG]:
+            if kind == "gemv" or nb_ok:
+                run_w4a16(m, 257, 1280, 32, dtype, True, config=cfg)
+    elif kind == "tiled":
         run_w4a16(300, 1000, 768, -1, dtype, True, config=cfg)
-    for cfg in w8a8_configs():
-        run_int8("w8a8", 300, 1000, 768, -1, dtype, False, config=cfg)
-    for cfg in w4a8_configs():
-        run_int8("w4a8", 300, 1000, 768, 32, dtype, False, config=cfg)
+    else:
+        run_int8(kind, 300, 1000, 768, -1 if kind == "w8a8" else 32, dtype, False, config=cfg)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m", [1, 2, 5, 16])
+def test_gpu_tuned_small_m_dispatch(m, monkeypatch):
+    """With tuning on, w4a16_gemm times both small-M kernels, runs the faster, and stays right."""
+    monkeypatch.setenv("QSCHED_AUTOTUNE", "1")
+    run_w4a16(m, 1000, 768, 128, torch.float16, False)
+    picks = [p for (paths, key), p in SMALL_M_PICKS.items() if key[:3] == (1000, 768, 1 << (m - 1).bit_length())]
+    assert picks and picks[-1][0] in ("gemv", "splitk"), f"no small-M pick recorded for M={m}: {SMALL_M_PICKS}"
