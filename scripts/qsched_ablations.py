@@ -140,6 +140,7 @@ def ablation_rows(resolved: list[dict], cells, ref, cfg: AblationConfig) -> list
         rows.append({"group": r["group"], "recipe": r["label"], "start_x": r["fixed"].coefficients[0],
                      "start_eps": r["fixed"].coefficients[1], "calib_nfe": cal["nfe"], "calib_s": cal["wall_s"],
                      "calib_jaq_gain": gain, "on_edge": cal["on_edge"], "fid": s["fid"], "acc": s["acc_objects"],
+                     "gen_s": s["gen_s"], "eval_s": s["eval_s"], "cached": s["cached"],
                      "clip_iqa": s["clip_iqa"], "clip_score": s["clip_score"], "n_images": s["n_images"],
                      **{k: v for k, v in d.items() if k.startswith(("d_", "acc_", "sign"))},
                      "comparison": f"{r['group']}: {r['label']}", "steps": cfg.steps})
@@ -149,6 +150,7 @@ def ablation_rows(resolved: list[dict], cells, ref, cfg: AblationConfig) -> list
 COLUMNS = {
     "recipe": "recipe", "(c^x_0, c^eps_0)": lambda r: f"({r['start_x']:.2f}, {r['start_eps']:.2f})",
     "calib NFE / s": lambda r: f"{r['calib_nfe']} / {r['calib_s']:.0f}",
+    "cell s": lambda r: cell_seconds(r),
     "calib JAQ gain": lambda r: fmt(r["calib_jaq_gain"], digits=4), "FID": lambda r: fmt(r["fid"], digits=1),
     "dFID vs naive [95% CI]": lambda r: fmt(r["d_fid"], r["d_fid_lo"], r["d_fid_hi"], digits=2),
     "d accuracy": lambda r: fmt(r["d_acc"], r["d_acc_lo"], r["d_acc_hi"], digits=3),
@@ -156,6 +158,13 @@ COLUMNS = {
     "dCLIPScore": lambda r: fmt(r["d_clip_score"], r["d_clip_score_lo"], r["d_clip_score_hi"], digits=2),
     "sign p": lambda r: f"{r['sign_p']:.3g}",
 }
+def cell_seconds(r: dict) -> str:
+    """Search + image generation + every metric of one recipe's cell, as this run measured them ('-' if reused)."""
+    if r["cached"] or r["eval_s"] is None:
+        return "- (reused)"
+    return f"{r['calib_s']:.1f} + {r['gen_s']:.1f} + {r['eval_s']:.1f}"
+
+
 GROUP_NOTES = {
     "objective": "The maximised objective; k = 0 is CLIPScore only. Paper: small k distorts colours, k = 5 drifts "
                  "from the data (FID up), k = 2 is stable.",
@@ -178,7 +187,9 @@ def render_markdown(rows, cfg: AblationConfig, info: dict) -> str:
              fast + f"{cfg.preset.upper()}, {cfg.steps} steps, guidance 4.0, LCM scheduler unless stated; "
              f"{cfg.n_prompts} held-out evaluation images per cell{reduced}, seeds {cfg.seeds}. Every "
              "difference is the recipe's winner minus the naive row on the same prompts and noise (95% paired "
-             f"bootstrap CI; sign test on discordant accuracy pairs). Cells computed on: "
+             f"bootstrap CI; sign test on discordant accuracy pairs). 'cell s' = the recipe's search (its recorded cost) + "
+             "image generation + every metric, in seconds, as computed (with other jobs possibly sharing the machine). "
+             "Cells computed on: "
              f"{'; '.join(info['cell_machines'])}. Report built on {info['machine']} in "
              f"{info['wall_s'] / 60:.1f} min. Command: `{info['command']}`.", ""]
     for i, group in enumerate(dict.fromkeys(r["group"] for r in rows), 1):

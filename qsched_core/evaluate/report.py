@@ -55,7 +55,9 @@ def summary_rows(cells: list[Cell]) -> list[dict]:
             row.update({m: spread["mean"], f"{m}_lo": c0.metrics[m][1], f"{m}_hi": c0.metrics[m][2],
                         f"{m}_std": spread["std"]})
         row.update(size_mb=c0.size["size_mb"], fp16_mb=c0.size["fp16_mb"], calib_s=c0.calibration["wall_s"],
-                   calib_nfe=c0.calibration["nfe"], gen_s=float(np.mean([c.gen_s for c in group])))
+                   calib_nfe=c0.calibration["nfe"], gen_s=float(np.mean([c.gen_s for c in group])),
+                   eval_s=(None if any(c.eval_s is None for c in group) else float(np.mean([c.eval_s for c in group]))),
+                   cached=all(c.from_cache for c in group))
         rows.append(row)
     return rows
 

@@ -203,6 +203,7 @@ class Cell:
     per_image: dict = field(repr=False, default_factory=dict)  # name -> (N,) arrays, "features" (N, D)
     images: np.ndarray | None = field(repr=False, default=None)  # (KEEP_IMAGES, 3, H, W) uint8
     from_cache: bool = False    # reloaded by this run rather than computed (not saved)
+    eval_s: float | None = None  # wall time of every metric of the cell (None: a cell saved before it was timed)
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("per_image", "images", "from_cache")}
@@ -294,9 +295,12 @@ def run_settings(settings: list[Setting], cfg: EvalConfig, models: Models | None
                 images = generate(pipe, scenes, s.steps, s.guidance, seed=seed, batch_size=cfg.batch_size,
                                   coeffs=coeffs, scheduler_family=s.family, eta=s.eta)  # (N, 3, H, W) in [0, 1]
                 gen_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
                 metrics, per_image = evaluate_images(images, scenes, models, cfg, seed)
+                eval_s = time.perf_counter() - t0
                 kept = (images[:KEEP_IMAGES] * 255).round().to(torch.uint8).numpy()
-                cell = Cell(s, seed, coeff_pair, metrics, size, calib, gen_s, _machine(cfg.device), per_image, kept)
+                cell = Cell(s, seed, coeff_pair, metrics, size, calib, gen_s, _machine(cfg.device), per_image, kept,
+                            eval_s=eval_s)
                 save_cell(cfg, key, cell)
             log(f"{s.label:>28} {s.steps} steps seed {seed}: FID {cell.metrics['fid'][0]:.2f}, "
                 f"CLIP {cell.metrics['clip_score'][0]:.2f}, IQA {cell.metrics['clip_iqa'][0]:.3f}, "

@@ -160,7 +160,9 @@ def plot_paired_diffs(rows: list[dict], metric: str = "d_fid", title: str = "") 
     sign = {"lower": -1, "higher": 1}.get(better, 0)
     verdict = np.where(lo > 0, 1, np.where(hi < 0, -1, 0)) * sign       # +1: a better, -1: a worse, 0: unclear
     colors = np.where(verdict > 0, "tab:green", np.where(verdict < 0, "tab:red", "tab:gray"))
-    fig = Figure(figsize=(7.5, 1.2 + 0.32 * len(rows)), layout="constrained")
+    # wide enough for the longest label at 7 pt (about 0.065 in a character) next to a 4.5 in plot
+    width = max(7.5, 4.5 + 0.065 * max(map(len, labels)))
+    fig = Figure(figsize=(width, 1.4 + 0.32 * len(rows)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
     ax.hlines(y, lo, hi, colors=colors, lw=2)
@@ -179,7 +181,7 @@ def plot_paired_diffs(rows: list[dict], metric: str = "d_fid", title: str = "") 
         scale = f"symmetric log scale, linear within ±{lin:.2g}"
     note = "; ".join(t for t in (side, scale) if t)
     ax.set(yticks=y, yticklabels=labels, xlabel=f"{unit}, 95% paired interval" + (f"\n({note})" if note else ""),
-           title=title or f"paired {name}")
+           title=textwrap.fill(title or f"paired {name}", int(9 * 4.5)))  # wrapped to the plot's width
     ax.tick_params(axis="y", labelsize=7)
     fig.supxlabel("green: a better, red: a worse (interval excludes 0); grey: no difference shown", fontsize=7.5)
     return fig

@@ -205,3 +205,11 @@ def test_ablation_cli_names_its_outputs_and_rejects_bad_values():
         abl.AblationConfig(name="../x")
     with pytest.raises(ValueError, match="unknown"):
         abl.AblationConfig(groups="objective,colour")
+
+
+def test_ablation_cell_seconds_are_the_cell_own_or_say_reused():
+    abl = _script("qsched_ablations")
+    fresh = {"cached": False, "calib_s": 4.04, "gen_s": 1.25, "eval_s": 2.5}
+    assert abl.cell_seconds(fresh) == "4.0 + 1.2 + 2.5"
+    assert abl.cell_seconds({**fresh, "cached": True}) == "- (reused)"
+    assert abl.cell_seconds({**fresh, "eval_s": None}) == "- (reused)"  # a cell saved before cells were timed

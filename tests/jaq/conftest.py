@@ -3,20 +3,8 @@ import math
 
 import pytest
 import torch
+from clip_helpers import tiny_open_clip
 from torch import nn
-
-
-def tiny_open_clip(seed: int = 0, image_size: int = 64) -> nn.Module:
-    """A 3.3M-parameter open_clip CLIP in OpenAI layout (QuickGELU, widths 64, 77-token context)."""
-    open_clip = pytest.importorskip("open_clip")
-    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
-
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(
-        embed_dim=32, quick_gelu=True, init_logit_scale=math.log(100.0),
-        vision_cfg=CLIPVisionCfg(layers=1, width=64, head_width=64, patch_size=16, image_size=image_size),
-        text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1))
-    return model.eval()
 
 
 @pytest.fixture(scope="session")

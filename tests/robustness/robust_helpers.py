@@ -2,11 +2,10 @@
 names the argument, the value and the fix (each given as a fragment that must appear in the message)."""
 from __future__ import annotations
 
-import math
 import time
 
 import pytest
-import torch
+from clip_helpers import tiny_open_clip as _tiny_open_clip
 from torch import nn
 
 MAX_SECONDS = 30.0  # no bad input may hang (the reported NaN hang took minutes); first imports count too
@@ -26,13 +25,5 @@ def clear(fn, *fragments: str, exc: type[BaseException] = ValueError) -> str:
 
 
 def tiny_open_clip(seed: int = 0, image_size: int = 32) -> nn.Module:
-    """A small random open_clip CLIP in OpenAI layout, enough to exercise the scorers' input checks."""
-    open_clip = pytest.importorskip("open_clip")
-    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
-
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(
-        embed_dim=16, quick_gelu=True, init_logit_scale=math.log(100.0),
-        vision_cfg=CLIPVisionCfg(layers=1, width=32, head_width=32, patch_size=16, image_size=image_size),
-        text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=32, heads=1, layers=1))
-    return model.eval()
+    """A small random open_clip CLIP (widths 32), enough to exercise the scorers' input checks."""
+    return _tiny_open_clip(seed, image_size, width=32, embed_dim=16)
