@@ -1,4 +1,4 @@
-"""Every results table, in order, timed: python scripts/tables.py [--device cuda] [--stages a,b] [--deadline-min M]
+"""Every results table, timed: python scripts/tables.py [--device cuda] [--jobs N] [--stages a,b] [--deadline-min M]
 
 `make tables` runs this. Each stage is one script of scripts/ (its own command line, machine and wall time go
 into the results file it writes); this driver runs them one after another, stops starting new stages after
