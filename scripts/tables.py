@@ -37,8 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def stages(device: str) -> dict[str, list[str]]:
-    runon = ["--device", device] + ([] if device == "cpu" else ["--batch-size", "500"])
+def stages(device: str, batch_size: int = 500) -> dict[str, list[str]]:
+    runon = ["--device", device] + ([] if device == "cpu" else ["--batch-size", str(batch_size)])
     py = [sys.executable]
     return {
         "validity": py + ["scripts/instrument_validity.py", *runon],
@@ -65,11 +65,16 @@ def main(argv=None) -> int:
     p.add_argument("--stages", default="", help="comma-separated subset, in the order to run (default: all)")
     p.add_argument("--deadline-min", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
     p.add_argument("--jobs", type=int, default=1, help="stages run at once (default 1: one after another)")
+    p.add_argument("--batch-size", type=int, default=500,
+                   help="images per sampler call on a GPU (default 500; a larger batch launches fewer kernels, and "
+                        "changes float rounding, hence a few fake-quantized codes: results/engine_batch_invariance.md)")
     p.add_argument("--out", default="results/tables_timing.md")
     args = p.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit(f"--jobs {args.jobs}: give a positive number of stages to run at once (1 = serial)")
-    table = stages(args.device)
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch-size {args.batch_size}: give a positive number of images per sampler call")
+    table = stages(args.device, args.batch_size)
     order = [s for s in args.stages.split(",") if s] or list(table)
     unknown = [s for s in order if s not in table]
     if unknown:
@@ -104,7 +109,7 @@ def run_serial(order, table, env, deadline_min, t0):
         print(f"== {name}: {shlex.join(cmd)}", flush=True)
         s0 = time.perf_counter()
         try:
-            rc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=left).returncode
+            rc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, timeout=left).returncode
             outcome = "done" if rc == 0 else f"failed (exit {rc})"
         except subprocess.TimeoutExpired:
             outcome = "stopped at the deadline"
@@ -125,7 +130,7 @@ def run_parallel(order, table, env, deadline_min, t0, jobs):
         left = _left(deadline_min, t0)
         while queue and len(running) < jobs and (left is None or left > 5):
             name = queue.pop(0)
-            log = open(logs / f"{name}.log", "w")
+            log = open(logs / f"{name}.log", "w")  # noqa: SIM115 (open while the stage runs; closed when it ends)
             print(f"== {name} started: {shlex.join(table[name])} (output: {log.name})", flush=True)
             proc = subprocess.Popen(table[name], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             running[name] = (proc, log, time.perf_counter())

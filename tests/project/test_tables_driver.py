@@ -17,7 +17,7 @@ def tables(monkeypatch, tmp_path):
     py = [sys.executable, "-c"]
     fake = {"main": py + ["import time; time.sleep(1.0)"], "search": py + ["import sys; sys.exit(3)"],
             "quality": py + ["print('ok')"], "hang": py + ["import time; time.sleep(60)"]}
-    monkeypatch.setattr(mod, "stages", lambda device: fake)
+    monkeypatch.setattr(mod, "stages", lambda device, batch_size=500: fake)
     monkeypatch.setattr(mod, "ROOT", tmp_path)
     return mod
 
@@ -48,3 +48,15 @@ def test_deadline_stops_a_hanging_stage(tables, tmp_path):
 def test_jobs_must_be_positive(tables):
     with pytest.raises(SystemExit, match="--jobs 0"):
         tables.main(["--jobs", "0"])
+
+
+def test_gpu_stages_take_the_batch_size(tables):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tables_real", ROOT / "scripts" / "tables.py")
+    real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real)
+    main = real.stages("cuda", 2500)["main"]
+    assert main[main.index("--batch-size") + 1] == "2500"
+    assert "--batch-size" not in real.stages("cpu")["main"]
+    with pytest.raises(SystemExit, match="--batch-size 0"):
+        tables.main(["--batch-size", "0"])
