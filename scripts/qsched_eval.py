@@ -58,6 +58,8 @@ class MainConfig:
     fid_boot: int = 100
     threads: int = 2
     name: str = "qsched_main"   # output file stem under results/ (e.g. qsched_ptq for a separate PTQ-only run)
+    cells_only: bool = False    # compute and cache the cells and searches, write no report (scripts/tables.py runs
+                                # one such process per step count side by side, then the report from the cache)
 
     def __post_init__(self):
         if not self.device.startswith(("cpu", "cuda")):
@@ -321,6 +323,10 @@ def main(argv=None) -> dict[str, Path]:
     sweep_cfg = replace(ecfg, n_prompts=cfg.sweep_n_prompts or cfg.n_prompts)
     sweep_cells = run_settings(sweep_settings(cfg), sweep_cfg, models, log=log) if cfg.sweep else []
     cells = main_cells + sweep_cells
+    if cfg.cells_only:
+        print(f"{len(cells)} cells cached under {ecfg.cache_dir} ({sum(c.from_cache for c in cells)} were already "
+              f"there) in {(time.perf_counter() - t0) / 60:.1f} min; no report written (--cells-only)", flush=True)
+        return {}
     info = {"machine": machine_description(), "fast": fast_mode(), "wall_s": time.perf_counter() - t0,
             "feature_network": models.evaluator.describe(),
             "cell_machines": sorted({c.machine for c in cells}),

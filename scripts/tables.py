@@ -9,7 +9,9 @@ Cells, searches and reference features are cached under .cache/, so a stopped ru
 --jobs N runs up to N stages at once, longest first (each stage's output then goes to .cache/tables_logs/STAGE.log,
 and each gets 1/N of the CPU threads). The stages share no results file; their caches are written atomically, so
 two stages that need the same reference features at worst both compute them. On a GPU the tiny world's models are
-too small to fill the device, so stages side by side finish sooner than one after another.
+too small to fill the device, so stages side by side finish sooner than one after another. The main table, the
+longest stage, is then split: main2 / main4 / main8 compute its cells for one step count each (`qsched_eval.py
+--cells-only`) side by side with the rest, and main, started once they have ended, writes the report from the cache.
 
 Stages (default order; --stages picks and orders a subset):
   validity   instrument validity: can the judge and the FID see quantization damage?
@@ -37,6 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+MAIN_SPLIT = (8, 4, 2)  # step counts of the main table, each one process's cells when stages run side by side
+
+
 def stages(device: str, batch_size: int = 500) -> dict[str, list[str]]:
     runon = ["--device", device] + ([] if device == "cpu" else ["--batch-size", str(batch_size)])
     py = [sys.executable]
@@ -44,6 +49,8 @@ def stages(device: str, batch_size: int = 500) -> dict[str, list[str]]:
         "validity": py + ["scripts/instrument_validity.py", *runon],
         "main": py + ["scripts/qsched_eval.py", "--n-prompts", "5000", "--seeds", "0", "--steps", "2,4,8",
                       "--ptq-methods", "", "--no-sweep", *runon],
+        **{f"main{n}": py + ["scripts/qsched_eval.py", "--n-prompts", "5000", "--seeds", "0", "--steps", str(n),
+                             "--ptq-methods", "", "--no-sweep", "--cells-only", *runon] for n in MAIN_SPLIT},
         "search": py + ["scripts/qsched_tinyworld_sweep.py", "--device", device],
         "ptq": py + ["scripts/qsched_eval.py", "--n-prompts", "1000", "--seeds", "0,1,2", "--steps", "4",
                      "--presets", "w4a8,w8a8", "--ptq-presets", "w4a8,w8a8", "--no-sweep", "--name", "qsched_ptq",
@@ -75,12 +82,15 @@ def main(argv=None) -> int:
     if args.batch_size < 1:
         raise SystemExit(f"--batch-size {args.batch_size}: give a positive number of images per sampler call")
     table = stages(args.device, args.batch_size)
-    order = [s for s in args.stages.split(",") if s] or list(table)
+    split = [f"main{n}" for n in MAIN_SPLIT if f"main{n}" in table]
+    order = [s for s in args.stages.split(",") if s] or [s for s in table if s not in split]
     unknown = [s for s in order if s not in table]
     if unknown:
         raise SystemExit(f"unknown stages {unknown}; choose from {', '.join(table)}")
     if args.device != "cpu" and "cpuspeed" in order:
         order.remove("cpuspeed")  # a CPU measurement; on a GPU machine it would time the host's CPU
+    if args.jobs > 1 and "main" in order and not set(split) & set(order):  # side by side: split the longest stage
+        order[order.index("main"):order.index("main")] = split
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     t0 = time.perf_counter()
     rows = run_serial(order, table, env, args.deadline_min, t0) if args.jobs == 1 else \
@@ -92,7 +102,9 @@ def main(argv=None) -> int:
 
 
 # longest first when stages run side by side (wall minutes of the cold H200 runs in results/tables_timing.md)
-LONGEST_FIRST = ("main", "ptq", "search", "validity", "ablations", "sweep", "ablations2", "quality", "cpuspeed", "dllm")
+LONGEST_FIRST = ("main", "main8", "ptq", "search", "main4", "validity", "ablations", "sweep", "main2", "ablations2",
+                 "quality", "cpuspeed", "dllm")
+AFTER = {"main": tuple(f"main{n}" for n in MAIN_SPLIT)}  # a stage starts once these have ended (when they run)
 
 
 def _left(deadline_min: float, t0: float) -> float | None:
@@ -128,8 +140,10 @@ def run_parallel(order, table, env, deadline_min, t0, jobs):
     running, done = {}, {}
     while queue or running:
         left = _left(deadline_min, t0)
-        while queue and len(running) < jobs and (left is None or left > 5):
-            name = queue.pop(0)
+        ready = [n for n in queue if not any(d in queue or d in running for d in AFTER.get(n, ()))]
+        while ready and len(running) < jobs and (left is None or left > 5):
+            name = ready.pop(0)
+            queue.remove(name)
             log = open(logs / f"{name}.log", "w")  # noqa: SIM115 (open while the stage runs; closed when it ends)
             print(f"== {name} started: {shlex.join(table[name])} (output: {log.name})", flush=True)
             proc = subprocess.Popen(table[name], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

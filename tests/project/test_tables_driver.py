@@ -60,3 +60,24 @@ def test_gpu_stages_take_the_batch_size(tables):
     assert "--batch-size" not in real.stages("cpu")["main"]
     with pytest.raises(SystemExit, match="--batch-size 0"):
         tables.main(["--batch-size", "0"])
+
+
+def test_side_by_side_the_main_table_waits_for_its_split_cells(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location("tables_split", ROOT / "scripts" / "tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    stamp = "import sys, time; time.sleep({d}); open(sys.argv[1], 'a').write('{n} ' + repr(time.time()) + '\\n')"
+    log = tmp_path / "order.txt"
+    fake = {n: [sys.executable, "-c", stamp.format(d=d, n=n), str(log)]
+            for n, d in (("main8", 1.5), ("main4", 0.5), ("main2", 0.2), ("main", 0.0), ("quality", 0.0))}
+    monkeypatch.setattr(mod, "stages", lambda device, batch_size=500: fake)
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    out = tmp_path / "timing.md"
+    assert mod.main(["--stages", "main,quality", "--jobs", "4", "--out", str(out)]) == 0
+    ended = dict(line.split() for line in log.read_text().splitlines())
+    assert float(ended["main"]) > max(float(ended[f"main{n}"]) for n in (8, 4, 2))  # the report came last
+    rows = json.loads(out.with_suffix(".json").read_text())["stages"]
+    assert [r["stage"] for r in rows] == ["main8", "main4", "main2", "main", "quality"]
+    # one after another, no split: the main stage computes its own cells
+    assert mod.main(["--stages", "main,quality", "--out", str(out)]) == 0
+    assert [r["stage"] for r in json.loads(out.with_suffix(".json").read_text())["stages"]] == ["main", "quality"]
