@@ -133,6 +133,9 @@ PAIRED_COLUMNS = {
     "steps": "steps", "a - b": "comparison",
     "dFID [95% CI]": lambda r: fmt(r["d_fid"], r["d_fid_lo"], r["d_fid_hi"], digits=2),
     "dCLIPScore": lambda r: fmt(r["d_clip_score"], r["d_clip_score_lo"], r["d_clip_score_hi"], digits=2),
+    # the same CLIPScore read by the first judge, which the search never saw ('-' for cells without it)
+    "dCLIPScore, 2nd judge": lambda r: fmt(r.get("d_clip_score_v1"), r.get("d_clip_score_v1_lo"),
+                                           r.get("d_clip_score_v1_hi"), digits=2),
     "dCLIP-IQA": lambda r: fmt(r["d_clip_iqa"], r["d_clip_iqa_lo"], r["d_clip_iqa_hi"], digits=3),
     "d accuracy": lambda r: fmt(r["d_acc"], r["d_acc_lo"], r["d_acc_hi"], digits=3),
     "acc a>b / a<b": lambda r: f"{r['acc_wins']} / {r['acc_losses']}",
@@ -271,7 +274,10 @@ def render_markdown(main_rows, sweep_rows, paired, diag, reruns, cfg: MainConfig
         "the JAQ grid search's wall time and UNet evaluations (reused searches report their recorded cost)."), "",
         "## 1. Main table", "", markdown_table(main_rows, MAIN_COLUMNS),
         "## 2. Paired differences (a - b on the same prompts and noise)", "",
-        ("Negative dFID and positive d accuracy / dCLIP favour a. 'acc a>b / a<b' counts discordant images; the "
+        ("Negative dFID and positive d accuracy / dCLIP favour a. 'dCLIPScore, 2nd judge' is the same score read by "
+        "the first tiny-world judge (`models/tinyworld/legacy/clip_v1`), which the coefficient search never saw: a "
+        "CLIPScore gain that only the search's own judge shows is the search fitting its judge ('-': cells computed "
+        "before this column). 'acc a>b / a<b' counts discordant images; the "
         "sign test is the exact McNemar test on them."), "", markdown_table(main_paired, PAIRED_COLUMNS),
         "## 3. The paper beside us (relative FID changes only)", "",
         ("Paper: LCM-Dreamshaper-v7 (SD1.5, 860M-param UNet), MJHQ prompts, Inception features, FP16 vs Q-Sched "

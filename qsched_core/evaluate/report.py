@@ -30,6 +30,7 @@ from .runner import Cell, find_cached_search
 from .settings import SEARCH_DIR, EvalConfig, Setting, naive_twin
 
 METRICS = ("fid", "clip_score", "clip_iqa", "acc_single", "acc_two", "acc_objects")
+OPTIONAL_METRICS = ("clip_score_v1",)  # reported where every cell of a row has it (cells of a pipeline with a 2nd judge)
 # spec qsched.md §5.1 (paper Table 1 via [ZH]): LCM-Dreamshaper-v7 FID, (FP16 original, W4A8 Q-Sched)
 PAPER_LCM_FID = {2: (38.74, 32.50), 4: (31.94, 26.98), 8: (27.34, 25.82)}
 
@@ -49,7 +50,7 @@ def summary_rows(cells: list[Cell]) -> list[dict]:
         sx, se = c0.coefficients or (1.0, 1.0)
         row = {"method": s.label, "preset": s.preset, "steps": s.steps, "scheduler": s.scheduler,
                "start_x": sx, "start_eps": se, "n_images": int(c0.metrics["n"]), "n_seeds": len(group)}
-        for m in METRICS:
+        for m in METRICS + tuple(m for m in OPTIONAL_METRICS if all(m in c.metrics for c in group)):
             vals = [c.metrics[m][0] for c in group]
             spread = mean_std_over_seeds(vals) if len(vals) > 1 else {"mean": vals[0], "std": math.nan}
             row.update({m: spread["mean"], f"{m}_lo": c0.metrics[m][1], f"{m}_hi": c0.metrics[m][2],
@@ -128,9 +129,12 @@ def paired_diffs(cells: list[Cell], ref, pairs=None, n_boot: int = 1000, fid_boo
     for sa, sb in default_pairs(list(groups)) if pairs is None else pairs:
         ga, gb = groups[sa], groups[sb]
         seeds = sorted({c.seed for c in ga} & {c.seed for c in gb})
-        a, b = ({k: _pooled(g, seeds, k) for k in ("objects", "clip_score", "clip_iqa", "features")} for g in (ga, gb))
+        keys = ("objects", "clip_score", "clip_iqa", "features") + tuple(
+            k for k in OPTIONAL_METRICS if all(k in c.per_image for c in ga + gb))
+        a, b = ({k: _pooled(g, seeds, k) for k in keys} for g in (ga, gb))
         row = {"comparison": f"{sa.label} - {sb.label}", "steps": sa.steps, "n_pairs": len(a["objects"])}
-        for name, key in (("d_acc", "objects"), ("d_clip_score", "clip_score"), ("d_clip_iqa", "clip_iqa")):
+        for name, key in (("d_acc", "objects"), ("d_clip_score", "clip_score"), ("d_clip_iqa", "clip_iqa"),
+                          *((f"d_{k}", k) for k in OPTIONAL_METRICS if k in keys)):
             row[name], row[f"{name}_lo"], row[f"{name}_hi"] = paired_bootstrap_diff(a[key], b[key], n_boot)
         row["d_fid"], row["d_fid_lo"], row["d_fid_hi"] = paired_fid_diff(a["features"], b["features"], ref, fid_boot)
         row["acc_wins"] = int((a["objects"] > b["objects"]).sum())

@@ -49,6 +49,7 @@ class Models:
     evaluator: nn.Module
     judge: object               # jaq.Judge
     ref: object                 # metrics.ReferenceStats
+    judge2: object | None = None  # a second, independent judge for CLIPScore only (the search never maximised it)
 
 
 def load_models(cfg: EvalConfig, pipeline: str = "tinyworld-lcm", judge: str = "tinyworld-clip") -> Models:
@@ -61,8 +62,14 @@ def load_models(cfg: EvalConfig, pipeline: str = "tinyworld-lcm", judge: str = "
     # reference renders come from the CPU renderer, so their features are taken on a CPU copy (same weights,
     # same cache entry); the generated images are scored on cfg.device
     ref = reference_stats(load_evaluator(device="cpu"), n=cfg.n_ref, seed=cfg.ref_seed, held_out=cfg.held_out)
+    # the tiny world's first judge scores CLIPScore a second time: a CLIPScore gain that the search's own judge sees
+    # and this one does not is the search fitting its judge
+    judge2 = hub.load_judge(SECOND_JUDGE[judge], device=cfg.device) if judge in SECOND_JUDGE else None
     return Models(hub.load_pipeline(pipeline, device=cfg.device), evaluator, hub.load_judge(judge, device=cfg.device),
-                  ref)
+                  ref, judge2)
+
+
+SECOND_JUDGE = {"tinyworld-clip": "tinyworld-clip-v1"}  # judge -> the independent judge of `clip_score_v1`
 
 
 # ------------------------------------------------------------------------------------------- quantization
@@ -255,6 +262,14 @@ def evaluate_images(images: torch.Tensor, scenes, models: Models, cfg: EvalConfi
     per_image = {k: v.detach().cpu().numpy() for k, v in out.pop("per_image").items()}
     per_image["features"] = extract_features(images, models.evaluator.features).astype(np.float32)  # (N, D)
     out["fid"] = fid_ci(per_image["features"].astype(np.float64), models.ref, cfg.fid_boot, seed=seed)
+    if models.judge2 is not None:  # CLIPScore by the independent judge (SECOND_JUDGE)
+        from ..jaq import clip_score
+        from ..tinyworld.quality import _captions, _ci
+
+        with torch.no_grad():
+            tc2 = clip_score(models.judge2.model, models.judge2.tokenizer, images, _captions(scenes))
+        out["clip_score_v1"] = _ci(tc2, cfg.n_boot, seed)
+        per_image["clip_score_v1"] = tc2.detach().cpu().numpy()
     return json.loads(json.dumps(out, default=float)), per_image
 
 

@@ -20,7 +20,7 @@ from ..utils import REPO_ROOT, RESULTS_DIR
 
 CACHE_DIR = REPO_ROOT / ".cache" / "qsched_eval"
 SEARCH_DIR = RESULTS_DIR / "qsched_search"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: cells carry CLIPScore by a second judge (clip_score_v1)
 SCHEDULERS, AXES = ("naive", "qsched"), ("both", "x", "eps")
 PTQ_METHODS = ("rtn", "smoothquant", "gptq", "quarot", "ptqd")  # how a quantized row is quantized (evaluate.ptq)
 PTQ_NAMES = {"rtn": "RTN", "smoothquant": "SmoothQuant", "gptq": "GPTQ", "quarot": "QuaRot", "ptqd": "PTQD"}

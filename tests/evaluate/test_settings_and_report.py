@@ -213,3 +213,16 @@ def test_ablation_cell_seconds_are_the_cell_own_or_say_reused():
     assert abl.cell_seconds(fresh) == "4.0 + 1.2 + 2.5"
     assert abl.cell_seconds({**fresh, "cached": True}) == "- (reused)"
     assert abl.cell_seconds({**fresh, "eval_s": None}) == "- (reused)"  # a cell saved before cells were timed
+
+
+def test_second_judge_clipscore_is_reported_only_where_every_cell_has_it(cells, ref):
+    assert "d_clip_score_v1" not in paired_diffs(cells, ref, n_boot=20, fid_boot=5)[1]
+    for c, v in zip(cells, (80.0, 79.0, 81.5)):  # the second judge prefers Q-Sched by 2.5 over naive
+        c.per_image["clip_score_v1"] = np.full(40, v)
+        c.metrics["clip_score_v1"] = [v, v - 0.1, v + 0.1]
+    q = paired_diffs(cells, ref, n_boot=20, fid_boot=5)[1]
+    assert q["d_clip_score_v1"] == pytest.approx(2.5) and q["d_clip_score_v1_lo"] == pytest.approx(2.5)
+    assert summary_rows(cells)[2]["clip_score_v1"] == pytest.approx(81.5)
+    del cells[0].per_image["clip_score_v1"], cells[0].metrics["clip_score_v1"]  # an older FP cell: no column there
+    rows = summary_rows(cells)
+    assert "clip_score_v1" not in rows[0] and "d_clip_score_v1" not in paired_diffs(cells, ref, n_boot=20, fid_boot=5)[0]
