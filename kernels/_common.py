@@ -60,6 +60,19 @@ def label(cfg: triton.Config) -> str:
     return " ".join(f"{k}={v}" for k, v in cfg.kwargs.items()) + f" w{cfg.num_warps} s{cfg.num_stages}"
 
 
+def capture_graph(fn) -> torch.cuda.CUDAGraph:
+    """fn() captured into a CUDA graph, after one warm-up call on a side stream (as capture requires)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return g
+
+
 def graph_us(fn, n: int = 10, reps: int = 5, flush: torch.Tensor | None = None) -> float:
     """GPU time (us) of one call of `fn`, from CUDA-graph replays of n calls, each after an L2 flush.
 
@@ -74,14 +87,7 @@ def graph_us(fn, n: int = 10, reps: int = 5, flush: torch.Tensor | None = None) 
                     flush.zero_()
                 if with_fn:
                     fn()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
-            body()
-        torch.cuda.current_stream().wait_stream(side)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            body()
+        g = capture_graph(body)
         g.replay()
         times = []
         for _ in range(reps):

@@ -80,19 +80,13 @@ def time_us(fns, graph: bool = True, reps: int = 10) -> float:
             return 1e6 * (time.perf_counter() - t0) / len(fns)
         run = lambda: [f() for f in fns]
         if graph:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
-                run()
-            torch.cuda.current_stream().wait_stream(side)
-            g = torch.cuda.CUDAGraph()
+            from kernels._common import capture_graph
+
             try:
-                with torch.cuda.graph(g):
-                    run()
+                run = capture_graph(run).replay
             except RuntimeError as e:  # something in fn cannot be captured: say so, time it eagerly
                 print(f"graph capture failed ({str(e)[:120]}); eager timing for this row", flush=True)
                 return time_us(fns, graph=False, reps=reps)
-            run = g.replay
         run()
         torch.cuda.synchronize()
         times = []
