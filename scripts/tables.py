@@ -111,6 +111,13 @@ def _left(deadline_min: float, t0: float) -> float | None:
     return deadline_min * 60 - (time.perf_counter() - t0) if deadline_min else None
 
 
+def _outcome(rc: int | str, log: Path | None = None) -> str:
+    """A stage's outcome from its exit code ("deadline": stopped there), naming its log when it has one."""
+    if rc == "deadline":
+        return "stopped at the deadline"
+    return "done" if rc == 0 else f"failed (exit {rc}" + (f"; see {log})" if log else ")")
+
+
 def run_serial(order, table, env, deadline_min, t0):
     rows = []
     for name in order:
@@ -121,10 +128,9 @@ def run_serial(order, table, env, deadline_min, t0):
         print(f"== {name}: {shlex.join(cmd)}", flush=True)
         s0 = time.perf_counter()
         try:
-            rc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, timeout=left).returncode
-            outcome = "done" if rc == 0 else f"failed (exit {rc})"
+            outcome = _outcome(subprocess.run(cmd, check=False, cwd=ROOT, env=env, timeout=left).returncode)
         except subprocess.TimeoutExpired:
-            outcome = "stopped at the deadline"
+            outcome = _outcome("deadline")
         rows.append((name, cmd, time.perf_counter() - s0, outcome))
         print(f"== {name}: {outcome} after {rows[-1][2]:.0f} s", flush=True)
     return rows
@@ -161,8 +167,7 @@ def run_parallel(order, table, env, deadline_min, t0, jobs):
             if rc is None:
                 continue
             log.close()
-            outcome = ("stopped at the deadline" if rc == "deadline" else "done" if rc == 0
-                       else f"failed (exit {rc}; see {Path(log.name).relative_to(ROOT)})")
+            outcome = _outcome(rc, Path(log.name).relative_to(ROOT))
             done[name] = (time.perf_counter() - s0, outcome)
             del running[name]
             print(f"== {name}: {outcome} after {done[name][0]:.0f} s", flush=True)
