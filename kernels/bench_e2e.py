@@ -114,9 +114,12 @@ def tiny_unet_rows(dev, time_us, dry: bool = False) -> list[dict]:
     text, t = torch.randn(8, 4, TEXT_WIDTH, device=dev, dtype=torch.float16), torch.full((8,), 500, device=dev)
     rows, base = [], None
     for name in ("fp16", "w4a16-g128", "w4a8"):
-        cfg = QuantConfig.from_name(name)
-        fits = lambda m, fqn, g=cfg.w_group_size: isinstance(m, nn.Linear) and m.in_features % g == 0
-        model = unet if name == "fp16" else quantize_(copy.deepcopy(unet), cfg, filter_fn=fits)  # others stay fp16
+        if name == "fp16":  # the float UNet itself: no preset
+            model = unet
+        else:
+            cfg = QuantConfig.from_name(name)
+            fits = lambda m, fqn, g=cfg.w_group_size: isinstance(m, nn.Linear) and m.in_features % g == 0
+            model = quantize_(copy.deepcopy(unet), cfg, filter_fn=fits)  # the others stay fp16
         model = model.to(dev).half()
         qls = [m for m in model.modules() if isinstance(m, QuantLinear)]
         with torch.no_grad():
