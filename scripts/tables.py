@@ -8,8 +8,9 @@ Cells, searches and reference features are cached under .cache/, so a stopped ru
 
 --jobs N runs up to N stages at once, longest first (each stage's output then goes to .cache/tables_logs/STAGE.log,
 and each gets 1/N of the CPU threads). The stages share no results file; their caches are written atomically, so
-two stages that need the same reference features at worst both compute them. On a GPU the tiny world's models are
-too small to fill the device, so stages side by side finish sooner than one after another. The main table, the
+two stages that need the same reference features at worst both compute them. On a GPU the stages' processes share
+the device by time-slicing, so side by side they overlap only their CPU work (model loading, PTQ calibration,
+bootstraps, reports) with each other's GPU work; on the H200 the GPU then stayed 97-100% busy. The main table, the
 longest stage, is then split: main2 / main4 / main8 compute its cells for one step count each (`qsched_eval.py
 --cells-only`) side by side with the rest, and main, started once they have ended, writes the report from the cache.
 
@@ -92,12 +93,13 @@ def main(argv=None) -> int:
     if args.jobs > 1 and "main" in order and not set(split) & set(order):  # side by side: split the longest stage
         order[order.index("main"):order.index("main")] = split
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    found = cache_state()
     t0 = time.perf_counter()
     rows = run_serial(order, table, env, args.deadline_min, t0) if args.jobs == 1 else \
         run_parallel(order, table, env, args.deadline_min, t0, args.jobs)
     failed = any(o.startswith("failed") for _, _, _, o in rows)
     total = time.perf_counter() - t0
-    write_timing(Path(args.out), args, rows, total)
+    write_timing(Path(args.out), args, rows, total, found)
     return 1 if failed else 0
 
 
@@ -185,20 +187,35 @@ def _machine(device: str) -> str:
     return f"{where}, torch {torch.__version__}, python {platform.python_version()}"
 
 
-def write_timing(path: Path, args, rows, total: float) -> None:
+def cache_state() -> dict[str, int]:
+    """What a run can reuse, counted before it starts: cached cells, searches, FID reference features and image sets
+    under .cache/, and the search sweep's saved searches (results/qsched_search/, committed with the results)."""
+    def count(folder: str, pattern: str) -> int:
+        return sum(1 for _ in (ROOT / folder).glob(pattern)) if (ROOT / folder).is_dir() else 0
+
+    return {"cached cells": count(".cache/qsched_eval/cells", "*.json"),
+            "cached searches": count(".cache/qsched_eval/search", "*.json"),
+            "saved searches in results/qsched_search": count("results/qsched_search", "tinyworld-*.json"),
+            "FID reference files": count(".cache/fid", "*"),
+            "cached image sets of the quality table": count(".cache/eval_tinyworld", "*")}
+
+
+def write_timing(path: Path, args, rows, total: float, found: dict[str, int] | None = None) -> None:
+    found = found or {}
     lines = ["# Result tables: what ran, and how long it took\n",
              f"`python scripts/tables.py {shlex.join(sys.argv[1:])}` on {_machine(args.device)}, "
              f"{time.strftime('%Y-%m-%d %H:%M')}; total {total / 60:.1f} min"
              + (f" (deadline {args.deadline_min:g} min)" if args.deadline_min else "")
-             + (f"; {args.jobs} stages at a time" if args.jobs > 1 else "") + ". Caches under .cache/ "
-             "(cells, searches, FID reference features) were as found: see each results file for what it reused.\n",
+             + (f"; {args.jobs} stages at a time" if args.jobs > 1 else "") + ". Reusable at the start: "
+             + (", ".join(f"{n} {k}" for k, n in found.items()) or "not counted")
+             + " (see each results file for what it reused).\n",
              "| stage | wall | outcome | command |", "|---|---|---|---|"]
     for name, cmd, sec, outcome in rows:
         lines.append(f"| {name} | {sec / 60:.1f} min | {outcome} | `{shlex.join(cmd[1:])}` |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     (path.with_suffix(".json")).write_text(json.dumps(
-        {"total_s": total, "device": args.device, "jobs": args.jobs, "stages": [{"stage": n, "command": c[1:], "wall_s": s, "outcome": o}
+        {"total_s": total, "device": args.device, "jobs": args.jobs, "found": found, "stages": [{"stage": n, "command": c[1:], "wall_s": s, "outcome": o}
                                                              for n, c, s, o in rows]}, indent=1))
     print(path.read_text(), flush=True)
 

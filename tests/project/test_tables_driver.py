@@ -33,6 +33,7 @@ def test_outcomes_in_the_order_asked(tables, tmp_path, jobs):
     assert outcomes["quality"] == outcomes["main"] == "done"
     assert outcomes["search"].startswith("failed (exit 3")
     assert rows["jobs"] == jobs
+    assert rows["found"]["cached cells"] == 0 and "0 cached cells" in out.read_text()  # an empty tmp_path: nothing
     if jobs > 1:
         assert (tmp_path / ".cache" / "tables_logs" / "quality.log").read_text().strip() == "ok"
 
