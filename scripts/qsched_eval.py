@@ -289,8 +289,9 @@ def render_markdown(main_rows, sweep_rows, paired, diag, reruns, cfg: MainConfig
         ("Where does quantization start to hurt (naive - FP), and does Q-Sched recover more than it improves FP "
         f"(Q-Sched - naive vs FP + Q-Sched - FP)? {n_sweep} images per cell"
          + (f" (fewer than the main table's {cfg.n_prompts}, for CPU time; its FP and naive rows are rerun at "
-            "this size so every pair stays paired)." if n_sweep and n_sweep != cfg.n_prompts else ".")), "",
-        markdown_table(sweep_rows, MAIN_COLUMNS) if sweep_rows else "(sweep not run)\n",
+            "this size so every pair stays paired)." if n_sweep and n_sweep != cfg.n_prompts else ".")
+         if sweep_rows else "Not run here (--no-sweep): `results/qsched_sweep.md` has the sweep."), "",
+        markdown_table(sweep_rows, MAIN_COLUMNS) if sweep_rows else "",
         markdown_table(sweep_paired, PAIRED_COLUMNS) if sweep_rows else "",
         "## 5. Diagnostics", "",
         ("Pixel RMSE vs FP: root-mean-square difference to the naive FP images of the same noise (first 32 images, "
