@@ -82,6 +82,8 @@ PARSER_ERRORS = [  # argparse's own exit (code 2) with the flag and the value on
     ("eval_tinyworld", "argv:parse_args", ["--steps", "2,x"], "--steps '2,x' must be comma-separated ints"),
     ("bench_tinyworld_cpu", "argv:parse_args", ["--threads", "0"], "--threads 0"),
     ("bench_tinyworld_cpu", "argv:parse_args", ["--batch-size", "x"], "invalid int value: 'x'"),
+    ("time_cell", "parse_args", ["--repeats", "1"], "--repeats 1: give at least 2"),
+    ("time_cell", "parse_args", ["--n-prompts", "0"], "--n-prompts 0: give a positive number"),
 ]
 
 
