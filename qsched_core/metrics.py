@@ -37,7 +37,7 @@ import torch
 from .jaq import clip_iqa, clip_score  # noqa: F401  (re-exported: one implementation for JAQ and evaluation)
 from .stats import bootstrap_ci, mean_std_over_seeds, paired_bootstrap_diff, sign_test, subsample_ci  # noqa: F401
 from .checks import check_features, check_fid_features, check_gaussian, check_images, check_int, check_number
-from .utils import atomic_write, results_dir
+from .utils import atomic_write, cache_lock, results_dir
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -211,16 +211,26 @@ class ReferenceStats:
     @classmethod
     def get_or_compute(cls, name: str, compute_features: Callable[[], object], cache_dir: str | Path | None = None,
                        dim: int | None = None) -> ReferenceStats:
-        """Load `<name>.npz` if cached, else call `compute_features()` -> (N, D), save and return the stats."""
-        if cls.path(name, cache_dir).is_file():
-            try:
-                return cls.load(name, cache_dir, dim)
-            except ValueError as err:  # corrupt or stale cache: recompute instead of failing
-                warnings.warn(f"recomputing the reference statistics: {err}", stacklevel=2)
-        stats = cls.from_features(name, compute_features())
-        if dim is not None and stats.dim != dim:
-            raise ValueError(f"compute_features gave D={stats.dim} features, expected dim={dim}")
-        stats.save(cache_dir)
+        """Load `<name>.npz` if cached, else call `compute_features()` -> (N, D), save and return the stats.
+
+        Processes side by side that need the same reference compute it once (`utils.cache_lock`)."""
+        def cached() -> ReferenceStats | None:
+            if cls.path(name, cache_dir).is_file():
+                try:
+                    return cls.load(name, cache_dir, dim)
+                except ValueError as err:  # corrupt or stale cache: recompute instead of failing
+                    warnings.warn(f"recomputing the reference statistics: {err}", stacklevel=3)
+            return None
+
+        if (stats := cached()) is not None:
+            return stats
+        with cache_lock(cls.path(name, cache_dir)):
+            if (stats := cached()) is not None:  # written by another process while this one waited
+                return stats
+            stats = cls.from_features(name, compute_features())
+            if dim is not None and stats.dim != dim:
+                raise ValueError(f"compute_features gave D={stats.dim} features, expected dim={dim}")
+            stats.save(cache_dir)
         return stats
 
 

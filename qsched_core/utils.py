@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import random
+import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,3 +82,63 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write(text)
     return Path(path)
+
+
+def _holder_alive(text: str) -> bool | None:
+    """True / False for a lock written on this machine by a live / finished process; None when unknown."""
+    host, _, pid = text.strip().rpartition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None  # another machine sharing the folder, or a lock still being written: assume it is live
+    try:
+        os.kill(int(pid), 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+@contextmanager
+def cache_lock(target: str | Path, wait_limit_s: float = 3600.0, poll_s: float = 0.25):
+    """Let one process at a time compute the cache file `target`; the others wait, then find it written.
+
+    Stages of `make tables` run side by side and several need the same search, cell or FID reference. Without this
+    each computes it (the GPU is time-sliced between them, so duplicates cost full price). Usage:
+
+        if (x := load()) is None:
+            with cache_lock(path):
+                x = load()            # another process may have written it while this one waited
+                if x is None:
+                    x = compute(); save(x)
+
+    The lock is `<target>.lock` holding "hostname pid". A lock whose process has ended on this machine (a killed
+    run) is taken over; waiting longer than `wait_limit_s` raises an error naming the lock file.
+    """
+    target = Path(target)
+    lock = target.with_name(target.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    waited = 0.0
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = lock.read_text()
+            except FileNotFoundError:
+                continue  # released between our attempt and the read: try again
+            if _holder_alive(holder) is False:
+                lock.unlink(missing_ok=True)  # a finished process left it (killed run): take over
+                continue
+            if waited >= wait_limit_s:
+                raise TimeoutError(f"{lock} has been held by {holder.strip()!r} for over {wait_limit_s:.0f} s; if no "
+                                   "such process is running, delete the lock file and run again") from None
+            time.sleep(poll_s)
+            waited += poll_s
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}")
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

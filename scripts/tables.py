@@ -7,8 +7,9 @@ stage the command, wall time and outcome (done / failed / stopped at the deadlin
 Cells, searches and reference features are cached under .cache/, so a stopped run resumes where it stopped.
 
 --jobs N runs up to N stages at once, longest first (each stage's output then goes to .cache/tables_logs/STAGE.log,
-and each gets 1/N of the CPU threads). The stages share no results file; their caches are written atomically, so
-two stages that need the same reference features at worst both compute them. On a GPU the stages' processes share
+and each gets 1/N of the CPU threads). The stages share no results file; their caches are written atomically, and a
+search, cell or FID reference that several stages need is computed by one of them while the others wait for it
+(`utils.cache_lock`). On a GPU the stages' processes share
 the device by time-slicing, so side by side they overlap only their CPU work (model loading, PTQ calibration,
 bootstraps, reports) with each other's GPU work; on the H200 the GPU then stayed 97-100% busy. The main table, the
 longest stage, is then split: main2 / main4 / main8 compute its cells for one step count each (`qsched_eval.py

@@ -38,7 +38,7 @@ from ..progress import progress
 from ..quant import QuantConfig, fake_quantize, model_size_report
 from ..sched import QSchedCoefficients
 from ..search import SearchConfig, SearchResult, run_search
-from ..utils import atomic_write, atomic_write_text
+from ..utils import atomic_write, atomic_write_text, cache_lock
 from .ptq import ptq_pipeline
 from .settings import CACHE_VERSION, KEEP_IMAGES, Calibration, EvalConfig, Setting
 
@@ -179,12 +179,16 @@ def calibrate(get_pipe, setting: Setting, judge, cfg: EvalConfig, fingerprint: s
     own = Path(cfg.cache_dir) / "search"
     # own searches first: the cached cells were generated with their winners (a flat JAQ surface lets float
     # noise between machines move the argmax, so a CPU rerun of the same grid may pick a neighbouring point)
-    result, source = find_cached_search(scfg, scorer.name, prompts, meta, (own, *cfg.search_dirs))
+    dirs = (own, *cfg.search_dirs)
+    result, source = find_cached_search(scfg, scorer.name, prompts, meta, dirs)
     if result is None:
-        result = run_search(get_pipe(), scorer, prompts, scfg, metadata=meta)
-        own.mkdir(parents=True, exist_ok=True)
         name = f"{setting.preset}{'' if setting.ptq == 'rtn' else '-' + setting.ptq}-{setting.steps}step-{_digest([asdict(scfg), meta, scorer.name])}.json"
-        source = str(result.save(own / name))
+        with cache_lock(own / name):  # several stages side by side need the same search: one runs it
+            result, source = find_cached_search(scfg, scorer.name, prompts, meta, dirs)
+            if result is None:
+                result = run_search(get_pipe(), scorer, prompts, scfg, metadata=meta)
+                own.mkdir(parents=True, exist_ok=True)
+                source = str(result.save(own / name))
     best = best_point(result, cal.axes)
     share = 1.0 if cal.axes == "both" else cal.grid_points / len(result.points)  # a line costs one row
     jaqs = np.array([p["jaq"] for p in result.points])
@@ -278,9 +282,27 @@ def _machine(device: str) -> str:
     return f"{gpu}, torch {torch.__version__}"
 
 
+def _compute_cell(s: Setting, seed: int, coeffs, coeff_pair, calib: dict, get, scenes, models: Models,
+                  cfg: EvalConfig) -> Cell:
+    """Generate the setting's images at `seed` and evaluate them (timed apart)."""
+    from ..tinyworld.quality import generate
+
+    pipe, size = get(s)
+    t0 = time.perf_counter()
+    images = generate(pipe, scenes, s.steps, s.guidance, seed=seed, batch_size=cfg.batch_size,
+                      coeffs=coeffs, scheduler_family=s.family, eta=s.eta)  # (N, 3, H, W) in [0, 1]
+    gen_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics, per_image = evaluate_images(images, scenes, models, cfg, seed)
+    eval_s = time.perf_counter() - t0
+    kept = (images[:KEEP_IMAGES] * 255).round().to(torch.uint8).numpy()
+    return Cell(s, seed, coeff_pair, metrics, size, calib, gen_s, _machine(cfg.device), per_image, kept,
+                eval_s=eval_s)
+
+
 def run_settings(settings: list[Setting], cfg: EvalConfig, models: Models | None = None, log=print) -> list[Cell]:
     """Evaluate every setting at every seed of cfg on the same prompts and noise; cached cells are reloaded."""
-    from ..tinyworld.quality import generate, weights_fingerprint
+    from ..tinyworld.quality import weights_fingerprint
     from ..tinyworld.world import eval_prompts
 
     models = models or load_models(cfg)
@@ -305,18 +327,11 @@ def run_settings(settings: list[Setting], cfg: EvalConfig, models: Models | None
                            models.ref.name, models.judge.name, judge_fp, fingerprint, cfg.n_boot, cfg.fid_boot])
             cell = load_cell(cfg, key)
             if cell is None:
-                pipe, size = get(s)
-                t0 = time.perf_counter()
-                images = generate(pipe, scenes, s.steps, s.guidance, seed=seed, batch_size=cfg.batch_size,
-                                  coeffs=coeffs, scheduler_family=s.family, eta=s.eta)  # (N, 3, H, W) in [0, 1]
-                gen_s = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                metrics, per_image = evaluate_images(images, scenes, models, cfg, seed)
-                eval_s = time.perf_counter() - t0
-                kept = (images[:KEEP_IMAGES] * 255).round().to(torch.uint8).numpy()
-                cell = Cell(s, seed, coeff_pair, metrics, size, calib, gen_s, _machine(cfg.device), per_image, kept,
-                            eval_s=eval_s)
-                save_cell(cfg, key, cell)
+                with cache_lock(_cell_paths(cfg, key)[0]):  # another stage may be computing this very cell
+                    cell = load_cell(cfg, key)
+                    if cell is None:
+                        cell = _compute_cell(s, seed, coeffs, coeff_pair, calib, get, scenes, models, cfg)
+                        save_cell(cfg, key, cell)
             log(f"{s.label:>28} {s.steps} steps seed {seed}: FID {cell.metrics['fid'][0]:.2f}, "
                 f"CLIP {cell.metrics['clip_score'][0]:.2f}, IQA {cell.metrics['clip_iqa'][0]:.3f}, "
                 f"acc {cell.metrics['acc_objects'][0]:.3f}, coeffs {coeff_pair}")
