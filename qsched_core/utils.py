@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, the FAST switch, and where the repo keeps models and results.
+"""Small shared helpers: seeding, the FAST switch, where the repo keeps models and results, atomic writes, cache locks.
 
 `set_seed` is the one place that seeds every generator; `fast_mode()` reads the `QSCHED_FAST` environment
 variable that `make test` sets to 1 (tiny sample counts, for CI) and `make reproduce` sets to 0 (full runs).
