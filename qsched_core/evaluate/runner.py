@@ -33,7 +33,6 @@ from torch import nn
 
 from ..calibrate import quantized_pipeline as _quantized_linears
 from ..jaq import as_judge, make_scorer
-from ..metrics import extract_features
 from ..progress import progress
 from ..quant import QuantConfig, fake_quantize, model_size_report
 from ..sched import QSchedCoefficients
@@ -262,9 +261,10 @@ def evaluate_images(images: torch.Tensor, scenes, models: Models, cfg: EvalConfi
 
     images = images.to(cfg.device)
     out = evaluate(images, scenes, models.evaluator, models.judge, models.ref, n_boot=cfg.n_boot, fid_boot=1,
-                   seed=seed)
+                   seed=seed, keep_features=True)
+    feats = out.pop("features")  # (N, D) float64: the evaluator's pass inside `evaluate`, not a second one
     per_image = {k: v.detach().cpu().numpy() for k, v in out.pop("per_image").items()}
-    per_image["features"] = extract_features(images, models.evaluator.features).astype(np.float32)  # (N, D)
+    per_image["features"] = feats.astype(np.float32)
     out["fid"] = fid_ci(per_image["features"].astype(np.float64), models.ref, cfg.fid_boot, seed=seed)
     if models.judge2 is not None:  # CLIPScore by the independent judge (SECOND_JUDGE)
         from ..jaq import clip_score

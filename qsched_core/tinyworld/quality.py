@@ -231,11 +231,13 @@ def _ci(values: torch.Tensor, n_boot: int, seed: int) -> tuple[float, float, flo
 
 
 def evaluate(images: torch.Tensor, scenes: Sequence[Scene], evaluator, judge, ref: ReferenceStats,
-             n_boot: int = 1000, fid_boot: int = 100, seed: int = 0) -> dict:
+             n_boot: int = 1000, fid_boot: int = 100, seed: int = 0, keep_features: bool = False) -> dict:
     """Accuracy (one- and two-object prompts apart), FID, CLIPScore and CLIP-IQA, each as (value, lo, hi).
 
     judge: a `jaq.Judge` (or (model, tokenizer, name)). Also returns "attributes" (per-attribute accuracy) and
-    "per_image" arrays (N,) for paired tests between methods evaluated on the same prompts and seed.
+    "per_image" arrays (N,) for paired tests between methods evaluated on the same prompts and seed;
+    keep_features=True adds the evaluator features (N, D) float64 numpy array as out["features"], so a caller that
+    needs them does not run the evaluator over the images again.
     """
     judge = as_judge(judge)
     hits = attribute_hits(evaluator, images, scenes)
@@ -253,4 +255,5 @@ def evaluate(images: torch.Tensor, scenes: Sequence[Scene], evaluator, judge, re
         "attributes": {k: float(hits[k].float().mean()) for k in (*ATTRIBUTES, "all")},
         "per_image": {"objects": hits["objects"], "background": hits["background"], "two_objects": two,
                       "clip_score": tc, "clip_iqa": iq},
+        **({"features": feats} if keep_features else {}),
     }

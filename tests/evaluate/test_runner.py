@@ -75,3 +75,16 @@ def test_search_is_run_once_then_reused(models, cfg, tiny_cal, monkeypatch):
     with pytest.raises(AssertionError, match="not reused"):  # another k is another search
         other_k = dataclasses.replace(setting, calibration=dataclasses.replace(tiny_cal, k=0.5))
         run_settings([other_k], fresh_cells, models, log=_quiet)
+
+
+def test_cell_features_are_the_evaluators_one_pass(models, cfg):
+    import torch
+
+    from qsched_core.metrics import extract_features
+    from qsched_core.tinyworld.world import eval_prompts
+
+    scenes = eval_prompts(4, seed=0)
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    _, per_image = ev.evaluate_images(images, scenes, models, cfg, seed=0)
+    again = extract_features(images, models.evaluator.features).astype(np.float32)
+    assert np.array_equal(per_image["features"], again)  # the features kept from `evaluate` are exactly a fresh pass
