@@ -249,3 +249,21 @@ def test_other_bad_arguments():
         choose_qparams(torch.zeros(0, 8), 4)
     with pytest.raises(ValueError, match="3 groups"):
         dequantize(torch.zeros(2, 8, dtype=torch.int8), torch.ones(2, 3), torch.zeros(2, 3, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("bits, group_size, symmetric", [(4, 32, True), (8, -1, False), (3, None, True)])
+def test_inference_and_training_paths_give_the_same_values(bits, group_size, symmetric):
+    """Without autograd the codes take a shorter path (round, clamp); with it, the straight-through one. Same values,
+    also where codes are clamped (static qparams narrower than the data)."""
+    x = torch.randn(6, 64, generator=torch.Generator().manual_seed(bits)) * 3
+    narrow = choose_qparams(x * 0.5, bits, group_size, symmetric)  # half the range: many values clamp
+    for qparams in (None, narrow):
+        with torch.no_grad():
+            fast = fake_quantize(x, bits, group_size, symmetric, qparams=qparams)
+        xg = x.clone().requires_grad_(True)
+        slow = fake_quantize(xg, bits, group_size, symmetric, qparams=qparams)
+        assert torch.equal(fast, slow.detach())
+        slow.sum().backward()
+        g = xg.grad  # straight-through: 1 inside the range (up to s * (1 / s) rounding), 0 where clamped
+        assert bool(((g == 0) | torch.isclose(g, torch.ones_like(g), atol=1e-6)).all())
+    assert (g == 0).any()  # the narrow qparams clamped something
