@@ -40,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="cells timed, each from an empty cache (>= 2)")
     p.add_argument("--batch-size", type=int, default=None, help="images per sampler call (default 500 on a GPU, 64 "
                                                                   "on the CPU)")
+    p.add_argument("--profile", action="store_true", help="after the timed repeats, run one more under "
+                                                          "torch.profiler and add its 20 costliest operators")
     args = p.parse_args(argv)
     fast = fast_mode()
     defaults = dict(n_prompts=16 if fast else 1000, grid_points=3 if fast else 11,
@@ -66,8 +68,7 @@ def main(argv=None) -> dict:
     models = load_models(EvalConfig(**base))
     load_s = time.perf_counter() - t0
     print(f"models and FID reference loaded in {load_s:.1f} s", flush=True)
-    repeats = []
-    for i in range(args.repeats):
+    def fresh_cell(i: int):
         with tempfile.TemporaryDirectory(prefix="qsched-cell-") as tmp:
             cfg = EvalConfig(**base, cache_dir=Path(tmp), search_dirs=())
             t0 = time.perf_counter()
@@ -76,6 +77,11 @@ def main(argv=None) -> dict:
             source = str(cell.calibration.get("source", ""))
             if cell.from_cache or not source.startswith(tmp):
                 raise RuntimeError(f"repeat {i + 1} reused a cell or search ({source!r}); the timing would be void")
+        return cell, wall
+
+    repeats = []
+    for i in range(args.repeats):
+        cell, wall = fresh_cell(i)
         search_s = float(cell.calibration["wall_s"])
         repeats.append(dict(repeat=i + 1, wall_s=wall, search_s=search_s, images_s=cell.gen_s, metrics_s=cell.eval_s,
                             other_s=wall - search_s - cell.gen_s - cell.eval_s, nfe=cell.calibration["nfe"],
@@ -84,13 +90,27 @@ def main(argv=None) -> dict:
         print(f"repeat {i + 1}: {wall:.2f} s (search {search_s:.2f} + images {r['images_s']:.2f} + metrics "
               f"{r['metrics_s']:.2f} + other {r['other_s']:.2f}), winner {cell.coefficients}", flush=True)
     median = statistics.median(r["wall_s"] for r in repeats[1:])
+    profile = profile_one(fresh_cell, args.repeats) if args.profile else None
     out = dict(command="python scripts/time_cell.py " + shlex.join(sys.argv[1:] if argv is None else argv),
                machine=machine_description(), fast=fast, setting=setting.label, steps=args.steps,
                n_prompts=args.n_prompts, grid_points=args.grid_points, batch_size=args.batch_size,
                device=args.device, load_s=load_s, repeats=repeats, median_after_first_s=median, target_s=TARGET_S,
-               date=time.strftime("%Y-%m-%d %H:%M"))
+               date=time.strftime("%Y-%m-%d %H:%M"), profile=profile)
     write(out)
     return out
+
+
+def profile_one(fresh_cell, i: int) -> str:
+    """One more fresh cell under torch.profiler (not timed: the profiler slows it): its 20 costliest operators."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        fresh_cell(i)
+        if cuda:
+            torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=20)
 
 
 def write(out: dict) -> None:
@@ -113,6 +133,9 @@ def write(out: dict) -> None:
     lines += ["", f"Target: one cell <= {out['target_s']:g} s (median of repeats 2..{len(out['repeats'])}, "
               f"{out['median_after_first_s']:.2f} s): **{met}**" + (" (only meaningful on the GPU the target names)"
                                                                      if out["device"] == "cpu" else "") + "."]
+    if out.get("profile"):
+        lines += ["", "## Where one more fresh cell spends its time (torch.profiler; this repeat is not timed above)", "",
+                  "```", out["profile"].rstrip(), "```"]
     atomic_write_text(d / "cell_timing.md", "\n".join(lines) + "\n")
     atomic_write_text(d / "cell_timing.json", json.dumps(out, indent=1, default=float))
     print("\n".join(lines), flush=True)
