@@ -177,7 +177,11 @@ def finished(page, notebook: str, t0: float) -> float | None:
     assert not state["tracebacks"], f"{notebook} failed in the browser: {state['tracebacks'][0]}"
     if state["prompts"] and all(p.strip("[]: ").isdigit() for p in state["prompts"]) and state["status"] == "idle":
         return time.monotonic() - t0
-    assert time.monotonic() - t0 < RUN_ALL_TIMEOUT_S, f"{notebook}: cells still running: {state['prompts']}"
+    if time.monotonic() - t0 >= RUN_ALL_TIMEOUT_S:
+        restarted = state["prompts"] and not _started(state["prompts"])  # every prompt back to "[ ]": cleared
+        pytest.fail(f"{notebook}: not finished after {RUN_ALL_TIMEOUT_S} s (kernel status {state['status']!r}"
+                    + ("; every cell shows '[ ]' again although cells had started: the kernel restarted or died, "
+                       "e.g. out of memory on a loaded machine" if restarted else "") + f"): {state['prompts']}")
     return None
 
 
