@@ -59,14 +59,18 @@ def get_autotune_configs() -> list[triton.Config]:
     Tile bytes per row = 32 NB; a program reads ITERS tiles per loop step, and SPLIT_K programs share one row block
     (SPLIT_K = 1: no atomics and no zeroed output). In the fma path most configs give each thread 16-32 words of
     4-8 rows, so that one load of x serves 4-8 rows (the floor is 3 instructions per weight: AND-OR, subtract,
-    multiply-add).
+    multiply-add). PREFETCH = 1 (fma path only) issues the loads of the next tile before the arithmetic of the
+    current one, a register double buffer: Triton pipelines loads only when they feed tl.dot, so without it each
+    program waits for its tile's words before it computes.
     """
-    fma = [(64, 4, 1, 8, 4), (128, 4, 1, 8, 4), (64, 4, 1, 8, 2), (64, 8, 1, 4, 8), (32, 8, 1, 8, 4),
-           (64, 4, 2, 4, 4), (128, 2, 1, 16, 4), (16, 8, 1, 1, 2), (32, 4, 2, 1, 2)]
-    dot = [(64, 2, 2, 8, 4), (64, 4, 1, 8, 4), (64, 4, 2, 4, 4), (128, 2, 2, 8, 8), (128, 4, 1, 8, 8),
-           (64, 2, 1, 16, 4)]
-    return [triton.Config({"DOT": d, "BLOCK_N": bn, "NB": nb, "ITERS": it, "SPLIT_K": sk}, num_warps=w, num_stages=2)
-            for d, table in ((0, fma), (1, dot)) for bn, nb, it, sk, w in table]
+    fma = [(64, 4, 1, 8, 4, 0), (128, 4, 1, 8, 4, 0), (64, 4, 1, 8, 2, 0), (64, 8, 1, 4, 8, 0), (32, 8, 1, 8, 4, 0),
+           (64, 4, 2, 4, 4, 0), (128, 2, 1, 16, 4, 0), (16, 8, 1, 1, 2, 0), (32, 4, 2, 1, 2, 0),
+           (64, 4, 1, 8, 4, 1), (128, 4, 1, 8, 4, 1), (64, 8, 1, 4, 8, 1), (32, 8, 1, 8, 4, 1)]
+    dot = [(64, 2, 2, 8, 4, 0), (64, 4, 1, 8, 4, 0), (64, 4, 2, 4, 4, 0), (128, 2, 2, 8, 8, 0), (128, 4, 1, 8, 8, 0),
+           (64, 2, 1, 16, 4, 0)]
+    return [triton.Config({"DOT": d, "BLOCK_N": bn, "NB": nb, "ITERS": it, "SPLIT_K": sk, "PREFETCH": pf},
+                          num_warps=w, num_stages=2)
+            for d, table in ((0, fma), (1, dot)) for bn, nb, it, sk, w, pf in table]
 
 
 @triton.jit
@@ -135,7 +139,7 @@ def w4a16_gemv_kernel(
     # meta-parameters
     GROUP: tl.constexpr, HAS_ZEROS: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_DTYPE: tl.constexpr,
     ATOMIC: tl.constexpr, EVEN_K: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    NB: tl.constexpr, ITERS: tl.constexpr, SPLIT_K: tl.constexpr,
+    NB: tl.constexpr, ITERS: tl.constexpr, SPLIT_K: tl.constexpr, PREFETCH: tl.constexpr,
 ):
     pid_n, pid_k, pid_m = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -149,11 +153,21 @@ def w4a16_gemv_kernel(
         acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     else:
         acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    if PREFETCH:  # the slice's first tile, loaded before the loop; masked, like every prefetch (it may lie past K)
+        nw, nh, ns_lo, ns_hi, nz_lo, nz_hi = _load_tile(w_ptr, s_ptr, z_ptr, rows, pid_k * per_split * ITERS, N, K,
+                                                        KW, stride_wn, stride_sn, GROUP, HAS_ZEROS, False, BLOCK_N, NB)
     for step in range(pid_k * per_split, tl.minimum((pid_k + 1) * per_split, n_steps)):
         for it in tl.static_range(ITERS):
             tile = step * ITERS + it
-            words, high, s_lo, s_hi, z_lo, z_hi = _load_tile(w_ptr, s_ptr, z_ptr, rows, tile, N, K, KW, stride_wn,
-                                                             stride_sn, GROUP, HAS_ZEROS, EVEN_K, BLOCK_N, NB)
+            if PREFETCH:  # use the tile loaded one round earlier; start loading the next one now
+                words, high, s_lo, s_hi, z_lo, z_hi = nw, nh, ns_lo, ns_hi, nz_lo, nz_hi
+                nw, nh, ns_lo, ns_hi, nz_lo, nz_hi = _load_tile(w_ptr, s_ptr, z_ptr, rows, tile + 1, N, K, KW,
+                                                                stride_wn, stride_sn, GROUP, HAS_ZEROS, False,
+                                                                BLOCK_N, NB)
+            else:
+                words, high, s_lo, s_hi, z_lo, z_hi = _load_tile(w_ptr, s_ptr, z_ptr, rows, tile, N, K, KW,
+                                                                 stride_wn, stride_sn, GROUP, HAS_ZEROS, EVEN_K,
+                                                                 BLOCK_N, NB)
             if DOT:
                 for p in tl.static_range(8):  # one dot per nibble position: (BLOCK_N, 8 NB) @ (8 NB, BLOCK_M)
                     if p % 2 == 0:

@@ -105,6 +105,15 @@ def test_w4a16_gemv_every_config(i, cfg):
         run_w4a16(m, n, k, g, torch.float16 if m % 2 else torch.bfloat16, symmetric, bias=i % 2 == 0, config=cfg)
 
 
+@pytest.mark.parametrize("k", [1000, 4096])
+def test_w4a16_gemv_prefetch_across_tiles_and_slices(k):
+    """PREFETCH carries the next tile's loads across loop rounds and K slices: K = 1000 (16 packing blocks, a partial
+    last tile) and 4096 (64 blocks: several tiles per split-K slice) exercise it; K = 200 / 256 above have one tile."""
+    for cfg in [c for c in w4a16_gemv_configs() if c.kwargs["PREFETCH"]]:
+        for m in (1, 2):
+            run_w4a16(m, 24, k, 128 if k % 128 == 0 else -1, torch.float16, k == 4096, bias=m == 1, config=cfg)
+
+
 def test_w4a16_tiled_wide_tiles_and_errors():
     """The tiled kernel with NB = 2 packing blocks per iteration (K = 200: a partial last tile), and with split-K
     (the former small-M path); a tile may not straddle two groups; fma configs take at most 2 rows."""
