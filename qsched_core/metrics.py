@@ -37,7 +37,7 @@ import torch
 from .jaq import clip_iqa, clip_score  # noqa: F401  (re-exported: one implementation for JAQ and evaluation)
 from .stats import bootstrap_ci, mean_std_over_seeds, paired_bootstrap_diff, sign_test, subsample_ci  # noqa: F401
 from .checks import check_features, check_fid_features, check_gaussian, check_images, check_int, check_number
-from .utils import atomic_write, cache_lock, results_dir
+from .utils import atomic_write, load_or_compute, results_dir
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -213,7 +213,7 @@ class ReferenceStats:
                        dim: int | None = None) -> ReferenceStats:
         """Load `<name>.npz` if cached, else call `compute_features()` -> (N, D), save and return the stats.
 
-        Processes side by side that need the same reference compute it once (`utils.cache_lock`)."""
+        Processes side by side that need the same reference compute it once (`utils.load_or_compute`)."""
         def cached() -> ReferenceStats | None:
             if cls.path(name, cache_dir).is_file():
                 try:
@@ -222,16 +222,14 @@ class ReferenceStats:
                     warnings.warn(f"recomputing the reference statistics: {err}", stacklevel=3)
             return None
 
-        if (stats := cached()) is not None:
-            return stats
-        with cache_lock(cls.path(name, cache_dir)):
-            if (stats := cached()) is not None:  # written by another process while this one waited
-                return stats
+        def compute() -> ReferenceStats:
             stats = cls.from_features(name, compute_features())
             if dim is not None and stats.dim != dim:
                 raise ValueError(f"compute_features gave D={stats.dim} features, expected dim={dim}")
             stats.save(cache_dir)
-        return stats
+            return stats
+
+        return load_or_compute(cls.path(name, cache_dir), cached, compute)
 
 
 def fid_to_reference(feats, ref: ReferenceStats) -> float:

@@ -103,13 +103,8 @@ def cache_lock(target: str | Path, wait_limit_s: float = 3600.0, poll_s: float =
     """Let one process at a time compute the cache file `target`; the others wait, then find it written.
 
     Stages of `make tables` run side by side and several need the same search, cell or FID reference. Without this
-    each computes it (the GPU is time-sliced between them, so duplicates cost full price). Usage:
-
-        if (x := load()) is None:
-            with cache_lock(path):
-                x = load()            # another process may have written it while this one waited
-                if x is None:
-                    x = compute(); save(x)
+    each computes it (the GPU is time-sliced between them, so duplicates cost full price). `load_or_compute` is the
+    way to use it.
 
     The lock is `<target>.lock` holding "hostname pid". A lock whose process has ended on this machine (a killed
     run) is taken over; waiting longer than `wait_limit_s` raises an error naming the lock file.
@@ -142,3 +137,15 @@ def cache_lock(target: str | Path, wait_limit_s: float = 3600.0, poll_s: float =
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+def load_or_compute(target: str | Path, load, compute):
+    """`load()` if the cache behind `target` has the value, else `compute()` (which also saves it) with
+    `cache_lock(target)` held. `load` returns None when there is nothing (usable) to load; it is called again once
+    the lock is held, since another process may have written the value while this one waited."""
+    if (value := load()) is not None:
+        return value
+    with cache_lock(target):
+        if (value := load()) is not None:
+            return value
+        return compute()

@@ -37,7 +37,7 @@ from ..progress import progress
 from ..quant import QuantConfig, fake_quantize, model_size_report
 from ..sched import QSchedCoefficients
 from ..search import SearchConfig, SearchResult, run_search
-from ..utils import atomic_write, atomic_write_text, cache_lock
+from ..utils import atomic_write, atomic_write_text, load_or_compute
 from .ptq import ptq_pipeline
 from .settings import CACHE_VERSION, KEEP_IMAGES, Calibration, EvalConfig, Setting
 
@@ -178,16 +178,19 @@ def calibrate(get_pipe, setting: Setting, judge, cfg: EvalConfig, fingerprint: s
     own = Path(cfg.cache_dir) / "search"
     # own searches first: the cached cells were generated with their winners (a flat JAQ surface lets float
     # noise between machines move the argmax, so a CPU rerun of the same grid may pick a neighbouring point)
-    dirs = (own, *cfg.search_dirs)
-    result, source = find_cached_search(scfg, scorer.name, prompts, meta, dirs)
-    if result is None:
-        name = f"{setting.preset}{'' if setting.ptq == 'rtn' else '-' + setting.ptq}-{setting.steps}step-{_digest([asdict(scfg), meta, scorer.name])}.json"
-        with cache_lock(own / name):  # several stages side by side need the same search: one runs it
-            result, source = find_cached_search(scfg, scorer.name, prompts, meta, dirs)
-            if result is None:
-                result = run_search(get_pipe(), scorer, prompts, scfg, metadata=meta)
-                own.mkdir(parents=True, exist_ok=True)
-                source = str(result.save(own / name))
+    name = f"{setting.preset}{'' if setting.ptq == 'rtn' else '-' + setting.ptq}-{setting.steps}step-{_digest([asdict(scfg), meta, scorer.name])}.json"
+
+    def saved():
+        found = find_cached_search(scfg, scorer.name, prompts, meta, (own, *cfg.search_dirs))
+        return None if found[0] is None else found
+
+    def search():
+        result = run_search(get_pipe(), scorer, prompts, scfg, metadata=meta)
+        own.mkdir(parents=True, exist_ok=True)
+        return result, str(result.save(own / name))
+
+    # several stages side by side need the same search: one runs it, the others wait and load it
+    result, source = load_or_compute(own / name, saved, search)
     best = best_point(result, cal.axes)
     share = 1.0 if cal.axes == "both" else cal.grid_points / len(result.points)  # a line costs one row
     jaqs = np.array([p["jaq"] for p in result.points])
@@ -325,13 +328,13 @@ def run_settings(settings: list[Setting], cfg: EvalConfig, models: Models | None
         for seed in cfg.seeds:
             key = _digest([CACHE_VERSION, asdict(s), coeff_pair, seed, cfg.n_prompts, cfg.prompt_seed, cfg.held_out,
                            models.ref.name, models.judge.name, judge_fp, fingerprint, cfg.n_boot, cfg.fid_boot])
-            cell = load_cell(cfg, key)
-            if cell is None:
-                with cache_lock(_cell_paths(cfg, key)[0]):  # another stage may be computing this very cell
-                    cell = load_cell(cfg, key)
-                    if cell is None:
-                        cell = _compute_cell(s, seed, coeffs, coeff_pair, calib, get, scenes, models, cfg)
-                        save_cell(cfg, key, cell)
+            def compute(s=s, seed=seed, key=key, coeffs=coeffs, coeff_pair=coeff_pair, calib=calib) -> Cell:
+                cell = _compute_cell(s, seed, coeffs, coeff_pair, calib, get, scenes, models, cfg)
+                save_cell(cfg, key, cell)
+                return cell
+
+            # another stage may be computing this very cell: it is computed once
+            cell = load_or_compute(_cell_paths(cfg, key)[0], lambda key=key: load_cell(cfg, key), compute)
             log(f"{s.label:>28} {s.steps} steps seed {seed}: FID {cell.metrics['fid'][0]:.2f}, "
                 f"CLIP {cell.metrics['clip_score'][0]:.2f}, IQA {cell.metrics['clip_iqa'][0]:.3f}, "
                 f"acc {cell.metrics['acc_objects'][0]:.3f}, coeffs {coeff_pair}")

@@ -61,3 +61,19 @@ def test_the_lock_goes_when_the_computation_fails(tmp_path):
         with cache_lock(tmp_path / "y.json"):
             raise RuntimeError("boom")
     assert not (tmp_path / "y.json.lock").exists()
+
+
+def test_load_or_compute_loads_first_and_computes_once(tmp_path):
+    from qsched_core.utils import load_or_compute
+
+    target, calls = tmp_path / "v.txt", []
+    load = lambda: target.read_text() if target.exists() else None  # noqa: E731
+
+    def compute():
+        calls.append(1)
+        target.write_text("v")
+        return "v"
+
+    assert load_or_compute(target, load, compute) == "v" and calls == [1]
+    assert load_or_compute(target, load, compute) == "v" and calls == [1]  # the second call loads
+    assert not (tmp_path / "v.txt.lock").exists()
