@@ -9,9 +9,9 @@ Cells, searches and reference features are cached under .cache/, so a stopped ru
 --jobs N runs up to N stages at once, longest first (each stage's output then goes to .cache/tables_logs/STAGE.log,
 and each gets 1/N of the CPU threads). The stages share no results file; their caches are written atomically, and a
 search, cell or FID reference that several stages need is computed by one of them while the others wait for it
-(`utils.cache_lock`). On a GPU the stages' processes share
-the device by time-slicing, so side by side they overlap only their CPU work (model loading, PTQ calibration,
-bootstraps, reports) with each other's GPU work; on the H200 the GPU then stayed 97-100% busy. The main table, the
+(`utils.load_or_compute`). On a GPU the stages' processes share the device by time-slicing, so side by side they
+overlap only their CPU work (model loading, PTQ calibration, bootstraps, reports) with each other's GPU work; on the
+H200 the GPU then stayed 97-100% busy. The main table, the
 longest stage, is then split: main2 / main4 / main8 compute its cells for one step count each (`qsched_eval.py
 --cells-only`) side by side with the rest, and main, started once they have ended, writes the report from the cache.
 
@@ -215,9 +215,9 @@ def write_timing(path: Path, args, rows, total: float, found: dict[str, int] | N
         lines.append(f"| {name} | {sec / 60:.1f} min | {outcome} | `{shlex.join(cmd[1:])}` |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    stages = [{"stage": n, "command": c[1:], "wall_s": s, "outcome": o} for n, c, s, o in rows]
     (path.with_suffix(".json")).write_text(json.dumps(
-        {"total_s": total, "device": args.device, "jobs": args.jobs, "found": found, "stages": [{"stage": n, "command": c[1:], "wall_s": s, "outcome": o}
-                                                             for n, c, s, o in rows]}, indent=1))
+        {"total_s": total, "device": args.device, "jobs": args.jobs, "found": found, "stages": stages}, indent=1))
     print(path.read_text(), flush=True)
 
 

@@ -7,9 +7,9 @@ A cell of `scripts/qsched_ablations.py` is one calibration recipe evaluated like
 search, its winner's images of the evaluation prompts, and every metric (FID with its interval, CLIPScore by both
 judges, CLIP-IQA, attribute accuracy). Inside `make tables` cells share the GPU with other stages, so their "cell s"
 column says little about one cell alone. Here every repeat starts from an empty temporary cache, with no saved search
-to reuse (`search_dirs=()`), so nothing is reused. The models and FID reference statistics are loaded first, once per process, and timed apart.
-The first repeat also pays one-off GPU costs (kernel loading, allocator growth), so the target is read from
-the median of the others. Writes results/cell_timing.md and .json.
+to reuse (`search_dirs=()`), so nothing is reused. The models and FID reference statistics are loaded first, once
+per process, and timed apart. The first repeat also pays one-off GPU costs (kernel loading, allocator growth), so
+the target is read from the median of the others. Writes results/cell_timing.md and .json.
 """
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ def main(argv=None) -> dict:
     models = load_models(EvalConfig(**base))
     load_s = time.perf_counter() - t0
     print(f"models and FID reference loaded in {load_s:.1f} s", flush=True)
+
     def fresh_cell(i: int):
         with tempfile.TemporaryDirectory(prefix="qsched-cell-") as tmp:
             cfg = EvalConfig(**base, cache_dir=Path(tmp), search_dirs=())
@@ -134,8 +135,8 @@ def write(out: dict) -> None:
               f"{out['median_after_first_s']:.2f} s): **{met}**" + (" (only meaningful on the GPU the target names)"
                                                                      if out["device"] == "cpu" else "") + "."]
     if out.get("profile"):
-        lines += ["", "## Where one more fresh cell spends its time (torch.profiler; this repeat is not timed above)", "",
-                  "```", out["profile"].rstrip(), "```"]
+        lines += ["", "## Where one more fresh cell spends its time (torch.profiler; this repeat is not timed above)",
+                  "", "```", out["profile"].rstrip(), "```"]
     atomic_write_text(d / "cell_timing.md", "\n".join(lines) + "\n")
     atomic_write_text(d / "cell_timing.json", json.dumps(out, indent=1, default=float))
     print("\n".join(lines), flush=True)
