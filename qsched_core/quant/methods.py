@@ -67,6 +67,7 @@ class PTQReport:
     layers: list[LayerReport]
     seconds: float = 0.0
     peak_mem_mb: float = 0.0
+    samples: int = 0  # RSS samples taken so far by the sampler thread
     fp_max_abs_diff: float | None = None
     notes: list[str] = field(default_factory=list)
     heldout: dict | None = None   # apply_ptq(..., eval_batches=): errors on inputs not used for calibration
@@ -122,6 +123,7 @@ def _rss_bytes() -> int:
 class Measurement:
     seconds: float = 0.0
     peak_mem_mb: float = 0.0
+    samples: int = 0  # RSS samples taken so far by the sampler thread
 
 
 @contextmanager
@@ -132,6 +134,7 @@ def measure(interval: float = 0.005):
     def sample():
         while not stop.wait(interval):
             peak[0] = max(peak[0], _rss_bytes())
+            m.samples += 1
     thread = threading.Thread(target=sample, daemon=True)
     t0 = time.perf_counter()
     thread.start()
