@@ -91,7 +91,7 @@ def run_name(preset: str, steps: int, method: str) -> str:
 
 def run_setting(cfg: SweepConfig, preset: str, steps: int, pipe, judge, log) -> dict:
     out = Path(cfg.out_dir)
-    results = {}
+    results, reused = {}, 0
     judge_fp = judge_fingerprint(judge)
     for method in cfg.methods.split(","):
         path = out / f"{run_name(preset, steps, method)}.json"
@@ -100,7 +100,7 @@ def run_setting(cfg: SweepConfig, preset: str, steps: int, pipe, judge, log) -> 
                 old = SearchResult.load(path)
                 if old.config.get("crn") != "per_image" or old.metadata.get("judge_fingerprint") != judge_fp:
                     raise ValueError("rendered by the version-1 engine or scored by another judge")
-                results[method] = old
+                results[method], reused = old, reused + 1
                 log(f"{path.name}: reused")
                 continue
             except ValueError as err:  # a corrupt or stale result is searched again, then overwritten
@@ -118,7 +118,8 @@ def run_setting(cfg: SweepConfig, preset: str, steps: int, pipe, judge, log) -> 
     others = [r for m, r in results.items() if m != "grid"]
     fig = viz.plot_search(grid, overlays=others, title=f"JAQ, {preset.upper()} student, {steps} steps")
     fig.savefig(out / f"{run_name(preset, steps, 'heatmap')}.png", dpi=110)
-    row = {"preset": preset, "steps": steps, **grid_report(grid)}
+    row = {"preset": preset, "steps": steps, **grid_report(grid), "searches_reused": reused,
+           "searches": len(results)}
     row["grid_cpu_s"] = grid.metadata.get("cpu_time_s", float("nan"))
     row["searches_wall_s"] = sum(r.wall_time_s for r in results.values())
     row["searches_cpu_s"] = sum(r.metadata.get("cpu_time_s", float("nan")) for r in results.values())
@@ -187,8 +188,9 @@ def write_summary(cfg: SweepConfig, rows: list[dict], wall_s: float, cpu_s: floa
              f"{sum(r['searches_wall_s'] for r in rows) / 60:.1f} min wall, "
              f"{sum(r['searches_cpu_s'] for r in rows) / 60:.1f} min CPU; fresh checks "
              f"{sum(r.get('fresh_wall_s', 0.0) for r in rows) / 60:.1f} min wall, "
-             f"{sum(r.get('fresh_cpu_s', 0.0) for r in rows) / 60:.1f} min CPU. (The last invocation, reusing saved "
-             f"searches: {wall_s / 60:.1f} min wall, {cpu_s / 60:.1f} min CPU.)\n"),
+             f"{sum(r.get('fresh_cpu_s', 0.0) for r in rows) / 60:.1f} min CPU. (The last invocation, which reused "
+             f"{sum(r.get('searches_reused', 0) for r in rows)} of {sum(r.get('searches', 0) for r in rows)} "
+             f"searches saved before it: {wall_s / 60:.1f} min wall, {cpu_s / 60:.1f} min CPU.)\n"),
             (f"JAQ = log(CLIPScore) + k * CLIP-IQA with the tiny CLIP judge, k = {cfg.k:g}, {cfg.n_prompts} calibration "
              f"prompts, {cfg.grid_points}x{cfg.grid_points} grid over [{cfg.grid_min}, {cfg.grid_max}], common "
              "random numbers (one noise generator per calibration image), grid points rendered in batches. gain = "
