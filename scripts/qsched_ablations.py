@@ -33,8 +33,9 @@ import torch
 
 from qsched_core import fast_mode, viz
 from qsched_core.checks import check_int_list
-from qsched_core.evaluate import (Calibration, EvalConfig, Setting, calibrate, fmt, load_models, markdown_table,
-                                  naive_twin, paired_diffs, quantized_pipeline, run_settings, summary_rows, write_csv)
+from qsched_core.evaluate import (FAST_METRICS, Calibration, EvalConfig, Setting, calibrate, fmt, load_models,
+                                  markdown_table, naive_twin, paired_diffs, quantized_pipeline, run_settings,
+                                  summary_rows, write_csv)
 from qsched_core.metrics import MetricCard, machine_description
 from qsched_core.tinyworld.quality import weights_fingerprint
 from qsched_core.utils import results_dir
@@ -76,8 +77,8 @@ class AblationConfig:
     @classmethod
     def fast(cls) -> AblationConfig:
         """CI smoke size: 16 images, 1 step, only the cheap groups on 3x3 grids."""
-        return cls(steps=1, n_prompts=16, groups="objective,axes", ks="0,2", n_ref=256, n_boot=200, fid_boot=5,
-                   batch_size=16)
+        return cls(steps=1, n_prompts=16, groups="objective,axes", ks="0,2", batch_size=16,
+                   **FAST_METRICS)
 
     def eval_config(self) -> EvalConfig:
         return EvalConfig(n_prompts=self.n_prompts, seeds=tuple(int(s) for s in self.seeds.split(",")),

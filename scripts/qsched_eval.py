@@ -29,9 +29,9 @@ import torch
 
 from qsched_core import fast_mode, viz
 from qsched_core.checks import check_int_list
-from qsched_core.evaluate import (Calibration, EvalConfig, Setting, diagnostics, findings, fmt, load_models,
-                                  markdown_table, paired_diffs, paper_rows, run_settings, search_reruns, significance,
-                                  summary_rows, write_csv)
+from qsched_core.evaluate import (FAST_METRICS, Calibration, EvalConfig, Setting, diagnostics, findings, fmt,
+                                  load_models, markdown_table, paired_diffs, paper_rows, run_settings, search_reruns,
+                                  significance, summary_rows, write_csv)
 from qsched_core.metrics import MetricCard, machine_description
 from qsched_core.utils import results_dir
 
@@ -74,8 +74,7 @@ class MainConfig:
     def fast(cls) -> MainConfig:
         """CI smoke size: 16 images, 2 steps, W4A8 only, a 3x3 grid on 2 prompts, no sweep."""
         return cls(n_prompts=16, steps="2", presets="w4a8", ptq_methods="ptqd", ptq_presets="w4a8", ptq_steps="2",
-                   sweep=False, n_ref=256, grid_points=3,
-                   calib_prompts=2, n_boot=200, fid_boot=5, batch_size=16)
+                   sweep=False, grid_points=3, calib_prompts=2, batch_size=16, **FAST_METRICS)
 
     def eval_config(self) -> EvalConfig:
         return EvalConfig(n_prompts=self.n_prompts, seeds=_ints(self.seeds), n_ref=self.n_ref,

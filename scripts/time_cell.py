@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from qsched_core import fast_mode
-from qsched_core.evaluate import Calibration, EvalConfig, Setting, load_models, run_settings
+from qsched_core.evaluate import FAST_METRICS, Calibration, EvalConfig, Setting, load_models, run_settings
 from qsched_core.metrics import machine_description
 from qsched_core.utils import atomic_write_text, results_dir
 
@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
     fast = fast_mode()
     setting = Setting(args.preset, args.steps, "qsched", calibration=Calibration(grid_points=args.grid_points))
     base = dict(n_prompts=args.n_prompts, seeds=(0,), batch_size=args.batch_size, device=args.device,
-                **(dict(n_ref=256, n_boot=200, fid_boot=5) if fast else {}))
+                **(FAST_METRICS if fast else {}))
     t0 = time.perf_counter()
     models = load_models(EvalConfig(**base))
     load_s = time.perf_counter() - t0

@@ -16,10 +16,11 @@ from .report import (METRICS, PAPER_LCM_FID, bootstrap_fids, default_pairs, diag
                      significance, summary_rows, write_csv)
 from .runner import (Cell, Models, best_point, calibrate, find_cached_search, load_cell, load_models, quantize_convs_,
                      quantized_pipeline, run_settings)
-from .settings import AXES, CACHE_DIR, SCHEDULERS, SEARCH_DIR, Calibration, EvalConfig, Setting, naive_twin
+from .settings import (AXES, CACHE_DIR, FAST_METRICS, SCHEDULERS, SEARCH_DIR, Calibration, EvalConfig, Setting,
+                       naive_twin)
 
 __all__ = [
-    "AXES", "CACHE_DIR", "METRICS", "PAPER_LCM_FID", "SCHEDULERS", "SEARCH_DIR",
+    "AXES", "CACHE_DIR", "FAST_METRICS", "METRICS", "PAPER_LCM_FID", "SCHEDULERS", "SEARCH_DIR",
     "Calibration", "Cell", "EvalConfig", "Models", "Setting",
     "best_point", "bootstrap_fids", "calibrate", "default_pairs", "diagnostics", "fid_ci", "fid_eigh",
     "find_cached_search", "findings", "fmt", "group_cells", "load_cell", "load_models", "markdown_table",

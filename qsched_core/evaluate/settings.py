@@ -115,7 +115,8 @@ class Setting:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What every setting is evaluated on (and where)."""
+    """What every setting is evaluated on (and where). FAST_METRICS: the smaller reference and bootstrap sizes of
+    the CI smoke runs (QSCHED_FAST=1) that every script's fast configuration uses."""
     n_prompts: int = 1000       # evaluation images per cell and seed (world.eval_prompts)
     seeds: tuple[int, ...] = (0,)
     prompt_seed: int = 0
@@ -134,6 +135,9 @@ class EvalConfig:
         if self.n_prompts < 2 or self.n_ref < 2 or not self.seeds or min(self.seeds) < 0:
             raise ValueError(f"n_prompts={self.n_prompts} and n_ref={self.n_ref} must be >= 2 (FID needs two "
                              f"images) and seeds={self.seeds} non-empty and >= 0")
+
+
+FAST_METRICS = dict(n_ref=256, n_boot=200, fid_boot=5)  # CI smoke sizes of EvalConfig's metric fields
 
 
 def naive_twin(s: Setting) -> Setting:
