@@ -51,9 +51,10 @@ def _as_features(feats) -> np.ndarray:
     return feats.astype(np.float64)
 
 
-def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) features -> (mu (D,), Sigma (D, D)), float64, unbiased covariance as in clean-fid."""
-    feats = _as_features(feats)
+def feature_stats(feats, checked: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) features -> (mu (D,), Sigma (D, D)), float64, unbiased covariance as in clean-fid. checked=True: feats
+    is already a float64 (N, D) array that passed `_as_features` (a bootstrap resample of one), not checked again."""
+    feats = feats if checked else _as_features(feats)
     return feats.mean(0), np.atleast_2d(np.cov(feats, rowvar=False))
 
 
@@ -263,7 +264,8 @@ def bootstrap_fid_ci(feats, ref_stats: ReferenceStats, n_boot: int = 200, alpha:
     if n // 2 < 2:  # halves of 1 image have no covariance: no interval (only reachable below checks.MIN_FID_IMAGES)
         return fid, math.nan, math.nan
     # the halves skip fid_to_reference's sample-size floor (the full set passed it above): 16 images give halves of 8
-    subs = [frechet(*feature_stats(feats[rng.choice(n, n // 2, replace=False)]), ref_stats.mu, ref_stats.sigma)
+    subs = [frechet(*feature_stats(feats[rng.choice(n, n // 2, replace=False)], checked=True), ref_stats.mu,
+                    ref_stats.sigma)
             for _ in range(n_boot)]
     return (fid, *subsample_ci(fid, subs, n // 2, n, alpha))
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_features
 from ..metrics import feature_stats, fid_to_reference, frechet_eigh, sqrtm_psd
 from ..search import SearchConfig, SearchResult
 from ..stats import mean_std_over_seeds, paired_bootstrap_diff, sign_test, subsample_ci
@@ -63,12 +64,13 @@ def summary_rows(cells: list[Cell]) -> list[dict]:
     return rows
 
 
-def fid_eigh(feats: np.ndarray, ref, ref_root: np.ndarray | None = None) -> float:
+def fid_eigh(feats: np.ndarray, ref, ref_root: np.ndarray | None = None, checked: bool = False) -> float:
     """FID through one symmetric eigendecomposition (`metrics.frechet_eigh`), for bootstrap loops (~10x faster than
     scipy's sqrtm). Pass ref_root = `metrics.sqrtm_psd(ref.sigma)` to reuse it across calls. Agrees with
-    `metrics.fid_to_reference` to ~1e-6 relative.
+    `metrics.fid_to_reference` to ~1e-6 relative. checked=True: feats is a resample of features already checked
+    (`metrics.check_features`), so the finiteness check is not repeated in the loop.
     """
-    mu, sigma = feature_stats(feats)
+    mu, sigma = feature_stats(feats, checked=checked)
     return frechet_eigh(mu, sigma, ref.mu, ref.sigma, ref_root)
 
 
@@ -78,18 +80,21 @@ def bootstrap_fids(feat_sets: list[np.ndarray], ref, n_boot: int = 100, seed: in
     if any(f.shape != feat_sets[0].shape for f in feat_sets):
         raise ValueError(f"feature sets of shapes {[f.shape for f in feat_sets]} must come from the same prompts "
                          "and seeds to be resampled together")
+    feat_sets = [check_features(f) for f in feat_sets]
     rng, root = np.random.default_rng(seed), sqrtm_psd(ref.sigma)
     draws = (rng.integers(0, n, n) for _ in range(n_boot))
-    return np.array([[fid_eigh(f[idx], ref, root) for f in feat_sets] for idx in draws]).reshape(n_boot, -1)
+    return np.array([[fid_eigh(f[idx], ref, root, checked=True) for f in feat_sets]
+                     for idx in draws]).reshape(n_boot, -1)
 
 
 def fid_ci(feats: np.ndarray, ref, n_boot: int = 100, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
     """(FID, lo, hi) as `metrics.bootstrap_fid_ci` (half-samples without replacement), with the eigh FID in the loop."""
+    feats = check_features(feats)
     n, rng, root = len(feats), np.random.default_rng(seed), sqrtm_psd(ref.sigma)
     fid = fid_to_reference(feats, ref)
     if n // 2 < 2:  # as metrics.bootstrap_fid_ci: no interval from halves of one image
         return fid, math.nan, math.nan
-    subs = [fid_eigh(feats[rng.choice(n, n // 2, replace=False)], ref, root) for _ in range(n_boot)]
+    subs = [fid_eigh(feats[rng.choice(n, n // 2, replace=False)], ref, root, checked=True) for _ in range(n_boot)]
     return (fid, *subsample_ci(fid, subs, n // 2, n, alpha))
 
 

@@ -7,6 +7,7 @@ import torch
 
 from qsched_core import metrics
 from qsched_core.checks import MIN_FID_IMAGES
+from qsched_core.evaluate.report import bootstrap_fids, fid_ci
 from qsched_core.metrics import (MetricCard, ReferenceStats, attribute_accuracy, bootstrap_fid_ci, compute_fid,
                                  extract_features, fid_from_features, fid_to_reference, frechet, kid_from_features)
 from robust_helpers import clear
@@ -49,6 +50,9 @@ FEATURE_CASES = [
     pytest.param(lambda: ReferenceStats("ref", np.zeros(3), np.eye(4), 10), ("sigma (4, 4)", "(D, D)"),
                  id="refstats-shape"),
     pytest.param(lambda: bootstrap_fid_ci(with_value(np.nan), REF), ("NaN",), id="bootstrap-fid-nan"),
+    # the table's bootstrap loops check their features once, before resampling (not in every draw)
+    pytest.param(lambda: fid_ci(with_value(np.nan), REF, n_boot=3), ("NaN",), id="table-fid-ci-nan"),
+    pytest.param(lambda: bootstrap_fids([GOOD, with_value(np.inf)], REF, n_boot=3), ("inf",), id="table-boot-fid-inf"),
 ]
 
 
