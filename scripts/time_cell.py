@@ -1,6 +1,6 @@
 """Time one ablation cell with the machine to itself: a fresh Q-Sched search, 1,000 images, every metric.
 
-    python scripts/time_cell.py --device cuda --batch-size 500   # W4A8, 4 steps, 11x11 grid, 1,000 images, 3 repeats
+    python scripts/time_cell.py --device cuda --batch-size 500   # W4A8, 4 steps, 11x11 grid, 1,000 images, 7 repeats
     QSCHED_FAST=1 python scripts/time_cell.py                     # CI smoke size -> results/fast/
 
 A cell of `scripts/qsched_ablations.py` is one calibration recipe evaluated like a main-table row: the recipe's
@@ -37,7 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--n-prompts", type=int, default=None, help="evaluation images (default 1000; FAST 16)")
     p.add_argument("--grid-points", type=int, default=None, help="grid points per axis (default 11; FAST 3)")
-    p.add_argument("--repeats", type=int, default=3, help="cells timed, each from an empty cache (>= 2)")
+    p.add_argument("--repeats", type=int, default=7, help="cells timed, each from an empty cache (>= 2; the first "
+                                                           "is not counted)")
     p.add_argument("--batch-size", type=int, default=None, help="images per sampler call (default 500 on a GPU, 64 "
                                                                   "on the CPU)")
     p.add_argument("--profile", action="store_true", help="after the timed repeats, run one more under "
