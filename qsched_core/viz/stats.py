@@ -163,6 +163,7 @@ def plot_paired_diffs(rows: list[dict], metric: str = "d_fid", title: str = "") 
     # wide enough for the longest label at 7 pt (about 0.065 in a character) next to a 4.5 in plot
     width = max(7.5, 4.5 + 0.065 * max(map(len, labels)))
     fig = Figure(figsize=(width, 1.4 + 0.32 * len(rows)), layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.12)  # inches kept clear at the edges: the longest label must not touch them
     ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
     ax.hlines(y, lo, hi, colors=colors, lw=2)
