@@ -297,6 +297,20 @@ def environment(dev) -> dict:
                       "sit in L2); `eager` columns: the same calls launched from Python back to back"}
 
 
+def pick_shapes(shapes: list[tuple[str, int, int]], wanted: str | None) -> list[tuple[str, int, int]]:
+    """The layers named in `wanted` (comma-separated; a full name or its first word), in the table's order."""
+    if wanted is None:
+        return list(shapes)
+    keys = {key: name for name, _, _ in shapes for key in (name, name.split()[0])}
+    asked = [w.strip() for w in wanted.split(",") if w.strip()]
+    unknown = [w for w in asked if w not in keys]
+    if not asked or unknown:
+        what = f"{unknown} not among this run's layers" if unknown else "names no layer"
+        sys.exit(f"--shapes {wanted!r}: {what}; choose from {[name.split()[0] for name, _, _ in shapes]}")
+    chosen = {keys[w] for w in asked}
+    return [s for s in shapes if s[0] in chosen]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results", help="folder for kernels.md / kernels.csv / kernels_roofline.png")
@@ -304,8 +318,11 @@ def main() -> None:
     ap.add_argument("--only", default="ceil,gemm,smallm,elementwise,block,unet,dllm",
                     help="comma-separated sections to run (ceil is always measured)")
     ap.add_argument("--m-list", default=None, help="M values of the gemm section (default 1,16,128,4096)")
+    ap.add_argument("--shapes", default=None, help="comma-separated layers of the gemm and smallm sections, by name "
+                                                   "or its first word, e.g. llada-ff,8192x8192 (default: all)")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU interpreter (checks the script)")
     args = ap.parse_args()
+    shapes = pick_shapes(DRY["shapes"] if args.dry_run else SHAPES, args.shapes)
     if args.plot:
         from kernels.report import plot_roofline
 
@@ -320,8 +337,9 @@ def main() -> None:
     from kernels import bench_e2e
 
     dev = torch.device("cpu" if args.dry_run else "cuda")
-    sizes = DRY if args.dry_run else dict(shapes=SHAPES, m_list=M_LIST, small_m=SMALL_M, elementwise=ELEMENTWISE,
-                                          block=BLOCK, block_tokens=BLOCK_TOKENS)
+    sizes = dict(DRY) if args.dry_run else dict(m_list=M_LIST, small_m=SMALL_M, elementwise=ELEMENTWISE,
+                                                block=BLOCK, block_tokens=BLOCK_TOKENS)
+    sizes["shapes"] = shapes
     if args.m_list:
         sizes["m_list"] = [int(v) for v in args.m_list.split(",")]
     out = Path(args.out)

@@ -1,0 +1,34 @@
+"""kernels/bench.py's command line on the CPU: picking layers with --shapes, and its errors."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_pick_shapes_by_name_or_first_word_in_table_order():
+    from kernels.bench import SHAPES, pick_shapes
+
+    assert pick_shapes(SHAPES, None) == SHAPES
+    assert [s[0] for s in pick_shapes(SHAPES, "8192x8192, llada-ff")] == ["llada-ff 4096>12288", "8192x8192"]
+    assert pick_shapes(SHAPES, "sd-attn 1280") == [SHAPES[0]]
+
+
+@pytest.mark.parametrize("value, fragment", [("nope,llada-ff", "['nope'] not among this run's layers"),
+                                             (",", "names no layer")])
+def test_bad_shapes_exit_before_any_gpu_check(value, fragment):
+    run = subprocess.run([sys.executable, "kernels/bench.py", "--shapes", value], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 1 and fragment in run.stderr and "8192x8192" in run.stderr  # names the choices
+
+
+def test_dry_run_times_only_the_picked_layer(tmp_path):
+    run = subprocess.run([sys.executable, "kernels/bench.py", "--dry-run", "--out", str(tmp_path), "--only", "gemm",
+                          "--m-list", "1", "--shapes", "tiny"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with open(tmp_path / "kernels.csv", newline="") as f:
+        gemm = [r for r in csv.DictReader(f) if r["kind"] == "gemm"]
+    assert gemm and {r["shape"] for r in gemm} == {"tiny 256>96"}
