@@ -197,8 +197,9 @@ def interpretation(paired: list[dict], diag: list[dict], reruns: list[dict]) -> 
                    f"{len(gains)} winners lie on the edge of the grid. "
                    + (f"{100 * fp_iqa[0]:.0f}% of the FP evaluation images score CLIP-IQA above 0.95, so the "
                       "IQ term of JAQ has little room to reward a cleaner image. " if fp_iqa else "")
-                   + (f"{sum(not r['same'] for r in reruns)} of {len(reruns)} searches rerun with the identical "
-                      "config on another machine picked another winner (float rounding alone)." if reruns else ""))
+                   + (f"{sum(not r['same'] for r in reruns)} of {len(reruns)} searches run twice with the identical "
+                      f"config ({sum(not r['same_machine'] for r in reruns)} of them not known to be on one machine) "
+                      "picked another winner (float rounding alone)." if reruns else ""))
     out = [f"{i}. {line}" for i, line in enumerate(out, 1)]
     out.append("Read a row as an effect only when its interval excludes 0 (section 2). The paper's setting differs "
                "in ways that matter here: an 860M-parameter UNet judged by a ViT-L/14 CLIP on 512x512 images, "
@@ -296,9 +297,9 @@ def render_markdown(main_rows, sweep_rows, paired, diag, reruns, cfg: MainConfig
         ("Pixel RMSE vs FP: root-mean-square difference to the naive FP images of the same noise (first 32 images, "
         "[0, 1] scale). Calibration JAQ gain: winner minus the stock (1, 1) point on the calibration images."), "",
         markdown_table(diag, DIAG_COLUMNS),
-        ("The same search config run twice, on two machines (this run's winner vs the one saved in "
-         "`results/qsched_search/`):"), "",
-        markdown_table(reruns, RERUN_COLUMNS) if reruns else "(no search was run on two machines)\n",
+        ("The same search config run twice (this run's winner vs the one saved in `results/qsched_search/` or "
+         "in the cache), and where each ran:"), "",
+        markdown_table(reruns, RERUN_COLUMNS) if reruns else "(no search was run twice)\n",
         "## 6. Findings", "", *[f"- {line}" for line in findings(main_paired, diag)],
         *[f"- Sweep ({n_sweep} images per cell): {line}" for line in (findings(sweep_paired, []) if sweep_rows
                                                                          else [])], "",

@@ -234,13 +234,15 @@ def findings(paired: list[dict], diag: list[dict]) -> list[str]:
 
 
 def search_reruns(cells) -> list[dict]:
-    """Q-Sched rows whose search config was also run elsewhere (results/qsched_search/, another machine): both
-    winners and their calibration JAQ. Different winners for the same grid mean float noise picks the argmax."""
-    out = []
+    """Q-Sched rows whose search config was also run elsewhere (results/qsched_search/, another run): both winners,
+    their calibration JAQ and where each ran, once per search (the cells of every seed share one). Different winners
+    for the same grid mean float noise picks the argmax; "same machine" when both searches name one machine."""
+    out, seen = [], set()
     for c in cells:
         src = Path(c.calibration.get("source", ""))
-        if c.setting.scheduler != "qsched" or src.suffix != ".json" or not src.is_file():
+        if c.setting.scheduler != "qsched" or src.suffix != ".json" or not src.is_file() or src.resolve() in seen:
             continue
+        seen.add(src.resolve())
         used = SearchResult.load(src)
         keys = ("preset", "quantize_convs", "pipeline", "unet_fingerprint", *(("ptq",) if "ptq" in used.metadata else ()))
         meta = {k: used.metadata.get(k) for k in keys}
@@ -248,10 +250,20 @@ def search_reruns(cells) -> list[dict]:
         other, _ = find_cached_search(SearchConfig(**used.config), used.scorer, used.metadata["prompts"], meta, dirs)
         if other is not None:
             won, rerun = ((r.best["start_x"], r.best["start_eps"]) for r in (used, other))
+            here, there = used.metadata.get("machine"), other.metadata.get("machine")
+            same_machine = here is not None and here == there
             out.append({"method": c.setting.label, "steps": c.setting.steps, "winner": won, "jaq": used.best["jaq"],
                         "rerun_winner": rerun, "rerun_jaq": other.best["jaq"], "same": won == rerun,
-                        "machines": f"{c.machine.split(',')[0]} vs {other.metadata.get('machine', '?').split(',')[0]}"})
+                        "same_machine": same_machine,
+                        "machines": "same machine" if same_machine else
+                        f"{_short_machine(here or c.machine)} vs {_short_machine(there or '?')}"})
     return out
+
+
+def _short_machine(description: str) -> str:
+    """The GPU of a machine description if it names one (a GPU host's CPU says little), else its first part."""
+    parts = description.split(", ")
+    return next((p for p in parts if p.startswith("NVIDIA")), parts[0])
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:

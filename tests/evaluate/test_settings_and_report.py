@@ -226,3 +226,32 @@ def test_second_judge_clipscore_is_reported_only_where_every_cell_has_it(cells, 
     del cells[0].per_image["clip_score_v1"], cells[0].metrics["clip_score_v1"]  # an older FP cell: no column there
     rows = summary_rows(cells)
     assert "clip_score_v1" not in rows[0] and "d_clip_score_v1" not in paired_diffs(cells, ref, n_boot=20, fid_boot=5)[0]
+
+
+def _saved_search(folder: Path, machine: str, best_x: float) -> Path:
+    points = [{"start_x": x, "start_eps": 1.0, "tc": 0.5, "iq": 0.5, "jaq": 1.0 - abs(x - best_x)}
+              for x in (0.9, 1.0, 1.1)]
+    result = _result(points)
+    result.metadata.update(prompts=["a red circle"], preset="w4a8", quantize_convs=False, pipeline="tinyworld-lcm",
+                           unet_fingerprint="f", machine=machine)
+    folder.mkdir(parents=True, exist_ok=True)
+    return result.save(folder / "search.json")
+
+
+@pytest.mark.parametrize("machines, expected", [(("host A, NVIDIA H200", "host A, NVIDIA H200"), "same machine"),
+                                                (("host A, NVIDIA H200", "host B, 2 cores"), "NVIDIA H200 vs host B")])
+def test_search_reruns_once_per_search_and_names_the_machines(tmp_path, monkeypatch, machines, expected):
+    from types import SimpleNamespace
+
+    from qsched_core.evaluate import report
+
+    used = _saved_search(tmp_path / "cache", machines[0], 1.1)
+    _saved_search(tmp_path / "saved", machines[1], 1.0)
+    monkeypatch.setattr(report, "SEARCH_DIR", tmp_path / "saved")
+    setting = Setting("w4a8", 4, "qsched")
+    cells = [SimpleNamespace(setting=setting, calibration={"source": str(used)}, machine="NVIDIA H200, torch x")
+             for _ in range(3)]  # three seeds, one search
+    rows = report.search_reruns(cells)
+    assert len(rows) == 1 and rows[0]["machines"] == expected
+    assert rows[0]["winner"] == (1.1, 1.0) and rows[0]["rerun_winner"] == (1.0, 1.0) and not rows[0]["same"]
+    assert rows[0]["same_machine"] == (machines[0] == machines[1])
