@@ -67,7 +67,6 @@ class PTQReport:
     layers: list[LayerReport]
     seconds: float = 0.0
     peak_mem_mb: float = 0.0
-    samples: int = 0  # RSS samples taken so far by the sampler thread
     fp_max_abs_diff: float | None = None
     notes: list[str] = field(default_factory=list)
     heldout: dict | None = None   # apply_ptq(..., eval_batches=): errors on inputs not used for calibration
