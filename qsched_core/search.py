@@ -285,8 +285,11 @@ class _Run:
                              "with crn='per_image' (one noise generator per calibration image)")
         self.pipe, self.scorer, self.cfg, self.sampler = pipe, scorer, cfg, sampler
         self.prompts = list(prompts[: cfg.num_prompts])
+        from .metrics import machine_description  # where the search ran: reported beside it, never a match key
+
         self.metadata = {"pipeline": type(pipe).__name__, "num_steps": cfg.num_steps, "prompts": self.prompts,
-                         "scheduler_family": cfg.scheduler_family, **(metadata or {})}
+                         "scheduler_family": cfg.scheduler_family, "machine": machine_description(),
+                         **(metadata or {})}
         self.t0 = time.perf_counter()
         self.batches = calibration_batches(pipe, self.prompts, cfg)
         self.points: dict[tuple[float, float], dict] = {}

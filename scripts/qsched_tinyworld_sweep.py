@@ -109,7 +109,6 @@ def run_setting(cfg: SweepConfig, preset: str, steps: int, pipe, judge, log) -> 
                                  grid_min=cfg.grid_min, grid_max=cfg.grid_max, grid_points=cfg.grid_points,
                                  k=cfg.k, seed=cfg.seed, threads=cfg.threads)
         result = calibrate(ccfg, pipe=pipe, judge=judge)
-        result.metadata["machine"] = machine_description()
         result.save(path)
         results[method] = result
         log(f"{path.name}: {result.summary().splitlines()[0]}; cpu {result.metadata['cpu_time_s']:.0f} s, "

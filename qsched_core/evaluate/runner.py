@@ -33,7 +33,6 @@ from torch import nn
 
 from ..calibrate import quantized_pipeline as _quantized_linears
 from ..jaq import as_judge, make_scorer
-from ..metrics import machine_description
 from ..progress import progress
 from ..quant import QuantConfig, fake_quantize, model_size_report
 from ..sched import QSchedCoefficients
@@ -187,7 +186,6 @@ def calibrate(get_pipe, setting: Setting, judge, cfg: EvalConfig, fingerprint: s
 
     def search():
         result = run_search(get_pipe(), scorer, prompts, scfg, metadata=meta)
-        result.metadata["machine"] = machine_description()  # where it ran (not a key: any machine's search matches)
         own.mkdir(parents=True, exist_ok=True)
         return result, str(result.save(own / name))
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from qsched_core.metrics import machine_description
 from qsched_core.sched import QSchedCoefficients
 from qsched_core.search import (
     SearchConfig,
@@ -86,6 +87,7 @@ def test_grid_search_returns_the_jaq_argmax_and_counts_network_evaluations(tiny_
     assert len(result.points) == 9 and result.network_evals == 9 * 2 * 2 == sum(images_seen)
     assert result.on_edge and "edge" in result.summary()
     assert result.metadata["quant"] == "w4a8" and result.metadata["pipeline"] == "LatentConsistencyModelPipeline"
+    assert result.metadata["machine"] == machine_description()  # where it ran, for the reports' rerun tables
     grid = result.grid_array()
     assert grid.shape == (3, 3) and grid[0, 2] == result.best["jaq"] and not np.isnan(grid).any()
 
