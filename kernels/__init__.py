@@ -7,6 +7,8 @@ On a machine without a CUDA GPU, Triton kernels run only under `TRITON_INTERPRET
 Files (one per kernel, each = `*_kernel` + a checking launcher + a `*_ref` built on `qsched_core.quant`):
   int4_pack.py   two int4 codes per byte (layout by worked example), Triton unpacker
   w4a16_gemv.py  int4 weights x fp16/bf16 activations at M <= 16: a split-K stream over int32 words of codes
+  w4a16_gemv_f16x2.py  fp16 activations at M <= 2: dequantization and products two at a time in fp16x2 (inline
+                 PTX, explicit Gluon layouts); the fastest M = 1 kernel measured here
   w4a16_gemm.py  tiled, fused dequantization before tl.dot (M > 16; with split-K also M <= 16, where
                  `w4a16_gemm` runs whichever of it and the GEMV kernel its tuner timed faster)
   w8a8_gemm.py   int8 x int8 on the tensor cores, per-token x per-channel scale epilogue

@@ -50,7 +50,7 @@ SHAPES = [  # (name, K = in_features, N = out_features)
 ]
 M_LIST = [1, 16, 128, 4096]
 SMALL_M = [2, 4, 8, 12]  # the small-M section: one M per tuning bucket (2, 3-4, 5-8, 9-16) between 1 and 16
-SMALL_M_IMPLS = ("cublas_fp16", "w4a16", "w4a16_gemv", "w4a16_splitk")
+SMALL_M_IMPLS = ("cublas_fp16", "w4a16", "w4a16_gemv", "w4a16_splitk", "w4a16_f16x2")
 ELEMENTWISE = [(4096, 4096), (4096, 12288), (16384, 4096)]  # (M, K) for the Hadamard transform and act quantizer
 BLOCK = dict(d=4096, ff=12288, heads=32)  # LLaDA-8B
 BLOCK_TOKENS = [1, 16, 4096]
@@ -205,6 +205,8 @@ def gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m):
     if m <= 16:  # each small-M kernel on its own (w4a16 runs the faster of the two, as its tuner timed them)
         impls["w4a16_gemv"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("gemv",)), w4)
         impls["w4a16_splitk"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("splitk",)), w4)
+    if m <= 2 and x.is_cuda:  # the fp16x2 GEMV on its own (fp16 x only; it runs inline PTX, so not on the CPU)
+        impls["w4a16_f16x2"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("f16x2",)), w4)
     if m > 16 and x.is_cuda:  # torch._int_mm needs M > 16
         impls["torch_int_mm"] = (lambda: torch._int_mm(qx, q8.t()), n * k + m * k + 4 * m * n)
     if m >= 4096:  # the same matmul as cuBLAS plus a dequantization: adds nothing at M = 4096
@@ -218,8 +220,8 @@ def small_m_pick(n: int, k: int, m: int, dtype) -> str:
     from kernels.w4a16_gemm import SMALL_M_PICKS
 
     key = (n, k, 1 << (m - 1).bit_length(), 128, True, False, dtype)
-    hit = SMALL_M_PICKS.get((("gemv", "splitk"), key))
-    return f"{hit[0]}: {label(hit[1])}" if hit else ""
+    hits = [pick for (paths, k_), pick in SMALL_M_PICKS.items() if k_ == key and len(paths) > 1]  # the dispatcher's
+    return f"{hits[-1][0]}: {label(hits[-1][1])}" if hits else ""
 
 
 def gemm_rows(dev, shapes, m_list, impls_kept=None) -> list[dict]:

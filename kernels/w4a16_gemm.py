@@ -5,12 +5,13 @@ fp16 weight never exists in memory: dequantizing first (torch: `dequantize` then
 full fp16 weight and is slower than plain fp16. Here each tile is unpacked in registers right before `tl.dot`.
 
 `w4a16_gemm` picks the kernel by M:
-  - M <= 16, two candidate kernels, and on a GPU the faster one per shape, as timed (`w4a16_small_m`):
-    `w4a16_gemv` (w4a16_gemv.py), a stream over the weight bytes with split-K and int32-word loads, and
+  - M <= 16, up to three candidate kernels, and on a GPU the fastest one per shape, as timed (`w4a16_small_m`):
+    `w4a16_gemv` (w4a16_gemv.py), a stream over the weight bytes with split-K and int32-word loads;
+    `w4a16_gemv_f16x2` (w4a16_gemv_f16x2.py), fp16x2 arithmetic for fp16 x at M <= 2 (GPU only); and
     `w4a16_gemm_kernel` below with 16-row tiles and split-K (partial sums added into a zeroed output; the repo's
     first small-M path). Each is tuned over its own configs (`tune`: CUDA-graph replays, L2 flushed per call) and
-    the faster winner runs. In the one H200 run that measured both, the split-K tiled kernel won at M = 16 on every
-    shape and the GEMV kernel at M = 1 on most large ones (results/kernels.md, small-M table);
+    the fastest winner runs. In the H200 runs, the split-K tiled kernel won at M = 16 on every shape and the fp16x2
+    GEMV at M = 1 on every layer >= 32 MB (results/kernels.md, results/kernels_f16x2/kernels.md);
     without tuning (QSCHED_AUTOTUNE=0, the interpreter) the fixed rule is `static_small_m_config`.
   - M > 16: `w4a16_gemm_kernel`, output tiles as in the Triton matmul tutorial (`w4a16_tiled`).
 The tiled kernel's K loop steps NB 64-column packing blocks at a time (layout in int4_pack.py): one dot on the
@@ -48,10 +49,14 @@ from .int4_pack import HALF, check_w4_args, unpack_int4_ref
 from .w4a16_gemv import MAX_M as GEMV_MAX_M
 from .w4a16_gemv import _configs_for as gemv_configs_for
 from .w4a16_gemv import w4a16_gemv
+from .w4a16_gemv_f16x2 import eligible as f16x2_eligible
+from .w4a16_gemv_f16x2 import get_autotune_configs as f16x2_configs
+from .w4a16_gemv_f16x2 import w4a16_gemv_f16x2
 
 # the first small-M path: 16-row output tiles, K split in 8 slices
 SMALL_M_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "SPLIT_K": 8, "NB": 2}, num_warps=4, num_stages=4)
 SMALL_M_PICKS: dict[tuple, tuple[str, triton.Config]] = {}  # (paths, tuning key) -> (path, config) to run
+SMALL_M_PATHS = ("gemv", "splitk", "f16x2")  # the small-M kernels w4a16_small_m chooses among
 
 
 def get_splitk_configs() -> list[triton.Config]:
@@ -80,11 +85,12 @@ def _configs_for(group: int) -> list[triton.Config]:
     return [c for c in get_autotune_configs() if _fits(c, group)]
 
 
-def static_small_m_config(m: int, group: int) -> triton.Config:
-    """The small-M choice without tuning: the GEMV kernel's CUDA-core path at M = 1, the split-K tiled kernel at
-    M = 2..16 (the faster one in most of the measured cases, results/kernels.md)."""
+def static_small_m_config(m: int, group: int, f16x2_ok: bool = False) -> triton.Config:
+    """The small-M choice without tuning: at M = 1 the fp16x2 GEMV where it can run (fp16 x on a GPU), else the
+    GEMV kernel's CUDA-core path; the split-K tiled kernel at M = 2..16 (the faster ones in most of the measured
+    cases, results/kernels.md)."""
     if m == 1:
-        return next(c for c in gemv_configs_for(1) if not c.kwargs["DOT"])
+        return f16x2_configs()[0] if f16x2_ok else next(c for c in gemv_configs_for(1) if not c.kwargs["DOT"])
     return next(c for c in get_splitk_configs() if _fits(c, group))
 
 
@@ -174,38 +180,49 @@ def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
         return w4a16_tiled(x, qweight, scales, zeros, group_size, bias, config)
     if config is None:
         return w4a16_small_m(x, qweight, scales, zeros, group_size, bias)
-    kernel = w4a16_gemv if "DOT" in config.kwargs else w4a16_tiled  # a GEMV config, or a tiled one
-    return kernel(x, qweight, scales, zeros, group_size, bias, config)
+    kernel = {"f16x2": w4a16_gemv_f16x2, "gemv": w4a16_gemv, "splitk": w4a16_tiled}[_path_of(config)]
+    return kernel(x, qweight, scales, zeros, group_size, bias, config)  # a GEMV, fp16x2 GEMV or tiled config
+
+
+def _path_of(cfg: triton.Config) -> str:
+    return "f16x2" if "F16X2" in cfg.kwargs else "gemv" if "DOT" in cfg.kwargs else "splitk"
 
 
 def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
                   group_size: int = 128, bias: torch.Tensor | None = None,
-                  paths: tuple[str, ...] = ("gemv", "splitk")) -> torch.Tensor:
-    """M <= 16 on the faster of `paths` ("gemv": w4a16_gemv, "splitk": the tiled kernel with split-K), each tuned
-    over its own configs for this shape; without tuning, `static_small_m_config` (arguments as w4a16_gemm)."""
+                  paths: tuple[str, ...] = SMALL_M_PATHS) -> torch.Tensor:
+    """M <= 16 on the fastest of `paths` ("gemv": w4a16_gemv, "splitk": the tiled kernel with split-K, "f16x2":
+    w4a16_gemv_f16x2, which takes part only where it can run: fp16 x, M <= 2, K % 4 == 0, a GPU), each tuned over
+    its own configs for this shape; without tuning, `static_small_m_config` (arguments as w4a16_gemm)."""
     k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
     m = x.reshape(-1, k).shape[0]
     if m > GEMV_MAX_M:
         raise ValueError(f"w4a16_small_m takes at most {GEMV_MAX_M} rows of x, got M={m}; use w4a16_gemm")
+    unknown = set(paths) - set(SMALL_M_PATHS)
+    if unknown or not paths:
+        raise ValueError(f"paths={paths!r}: choose among {SMALL_M_PATHS}")
+    runnable = tuple(p for p in paths if p != "f16x2" or f16x2_eligible(x) is None)
+    if not runnable:
+        raise ValueError(f"paths={paths!r}: {f16x2_eligible(x)}")
 
     def run(cfg: triton.Config) -> torch.Tensor:
-        kernel = w4a16_gemv if "DOT" in cfg.kwargs else w4a16_tiled
+        kernel = {"f16x2": w4a16_gemv_f16x2, "gemv": w4a16_gemv, "splitk": w4a16_tiled}[_path_of(cfg)]
         return kernel(x, qweight, scales, zeros, group_size, bias, config=cfg)
 
     if not autotune_enabled():
-        cfg = static_small_m_config(m, group)
-        if paths == ("gemv",) and "DOT" not in cfg.kwargs:
-            cfg = next(c for c in gemv_configs_for(m) if c.kwargs["DOT"] == int(m > 1))
-        elif paths == ("splitk",) and "DOT" in cfg.kwargs:
-            cfg = next(c for c in get_splitk_configs() if _fits(c, group))
+        cfg = static_small_m_config(m, group, "f16x2" in runnable)
+        if _path_of(cfg) not in runnable:  # the fixed rule's kernel was excluded: the first of the others
+            cfg = (next(c for c in gemv_configs_for(m) if c.kwargs["DOT"] == int(m > 1)) if "gemv" in runnable
+                   else next(c for c in get_splitk_configs() if _fits(c, group)))
         return run(cfg)
     key = (n, k, triton.next_power_of_2(m), group, zeros is not None, bias is not None, x.dtype)
-    pick = SMALL_M_PICKS.get((paths, key))
+    pick = SMALL_M_PICKS.get((runnable, key))
     if pick is None:
-        candidates = {"gemv": gemv_configs_for(m), "splitk": [c for c in get_splitk_configs() if _fits(c, group)]}
-        best = {p: tune(f"w4a16_{p}", key, candidates[p], run) for p in paths}
-        path = min(paths, key=lambda p: tuned_us(f"w4a16_{p}", key))  # the faster winner, same timing method
-        pick = SMALL_M_PICKS[(paths, key)] = (path, best[path])
+        candidates = {"gemv": gemv_configs_for(m), "splitk": [c for c in get_splitk_configs() if _fits(c, group)],
+                      "f16x2": f16x2_configs()}
+        best = {p: tune(f"w4a16_{p}", key, candidates[p], run) for p in runnable}
+        path = min(runnable, key=lambda p: tuned_us(f"w4a16_{p}", key))  # the fastest winner, same timing
+        pick = SMALL_M_PICKS[(runnable, key)] = (path, best[path])
     return run(pick[1])
 
 

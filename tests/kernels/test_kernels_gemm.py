@@ -227,4 +227,4 @@ def test_gpu_tuned_small_m_dispatch(m, monkeypatch):
     monkeypatch.setenv("QSCHED_AUTOTUNE", "1")
     run_w4a16(m, 1000, 768, 128, torch.float16, False)
     picks = [p for (paths, key), p in SMALL_M_PICKS.items() if key[:3] == (1000, 768, 1 << (m - 1).bit_length())]
-    assert picks and picks[-1][0] in ("gemv", "splitk"), f"no small-M pick recorded for M={m}: {SMALL_M_PICKS}"
+    assert picks and picks[-1][0] in ("gemv", "splitk", "f16x2"), f"no small-M pick recorded for M={m}: {SMALL_M_PICKS}"
