@@ -320,6 +320,7 @@ def main() -> None:
     ap.add_argument("--only", default="ceil,gemm,smallm,elementwise,block,unet,dllm",
                     help="comma-separated sections to run (ceil is always measured)")
     ap.add_argument("--m-list", default=None, help="M values of the gemm section (default 1,16,128,4096)")
+    ap.add_argument("--block-tokens", default=None, help="token counts of the block section (default 1,16,4096)")
     ap.add_argument("--shapes", default=None, help="comma-separated layers of the gemm and smallm sections, by name "
                                                    "or its first word, e.g. llada-ff,8192x8192 (default: all)")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU interpreter (checks the script)")
@@ -344,6 +345,8 @@ def main() -> None:
     sizes["shapes"] = shapes
     if args.m_list:
         sizes["m_list"] = [int(v) for v in args.m_list.split(",")]
+    if args.block_tokens:
+        sizes["block_tokens"] = [int(v) for v in args.block_tokens.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env, ceil = environment(dev), ceilings(dev)

@@ -1,9 +1,9 @@
 """W4A16 at M = 1..2 with fp16 activations: dequantization and products two at a time in fp16x2 registers.
 
 Why another GEMV: at M = 1 the fp32 stream kernel (w4a16_gemv.py) is bound by instructions, not by memory. Its
-CUDA-core path spends about 8 instructions on each weight (nibble to float, multiply-add, block sums and the
-layout conversions Triton inserts between them), so it moved ~1 TB/s while a kernel that only streams the same
-int4 words moved ~3.3 TB/s. This kernel does the arithmetic of two weights per instruction, in fp16x2 (half2)
+CUDA-core path issues 5.5 instructions per weight in its main loop (nibble to float, multiply-add, block sums;
+counted from the sm_90 SASS by kernels/gemv_study.py --sass) and moved 0.7-1.3 TB/s of int4 weights on one H200,
+while a kernel that only streams the same words moved 2.0-3.1 TB/s (results/gemv_study/). This kernel does the arithmetic of two weights per instruction, in fp16x2 (half2)
 registers, and fixes every tensor's register layout by hand (Gluon, Triton's explicit-layout dialect), so nothing
 goes through shared memory.
 
@@ -27,10 +27,10 @@ Scales and zeros become half2 bit patterns with integer operations (1024 + z is 
 Grid: (row blocks, K slices, rows of x); K slices meet by fp16 atomic adds in a zeroed output (split-K).
 
 Limits (checked by the launcher, with the fix in the message): fp16 x (bf16 has too few mantissa bits for the
-1024 + 16 u trick; use w4a16_gemv), at most 2 rows of x, K a multiple of 4 and x rows 8-byte aligned (int64
-loads), a CUDA GPU (inline PTX does not run under TRITON_INTERPRET=1; the CPU tests check `emulate_word`, the
-same steps in numpy, against the reference). Measured: results/kernels.md (W4A16 f16x2 column), analysis in
-kernels/bench_notes.md.
+1024 + 16 u trick; use w4a16_gemv), at most 2 rows of x, K a multiple of 4 (int64 loads; a strided or
+misaligned x is copied first), a CUDA GPU (inline PTX does not run under TRITON_INTERPRET=1; the CPU tests check
+`emulate_word`, the same steps in numpy, against the reference). Measured: results/kernels_f16x2/kernels.md (the
+W4A16 f16x2 column) and results/gemv_study/; analysis in kernels/bench_notes.md.
 
 Notation: M rows of x, K input features, N output features, G group size, KW = Kp // 8 words per weight row,
 NBLK = Kp // 64 packing blocks.

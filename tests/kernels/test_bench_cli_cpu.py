@@ -28,7 +28,7 @@ def test_bad_shapes_exit_before_any_gpu_check(value, fragment):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the dry run checks the script on the CPU interpreter; on the "
                     "H200 host (Triton 3.6) its interpreter stops in the gemm section with an InterpreterError, "
-                    "with or without the fp16x2 kernel (results/kernels_f16x2/gpu_test_failures.txt)")
+                    "with or without the fp16x2 kernel (results/kernels_f16x2/README.md)")
 def test_dry_run_times_only_the_picked_layer(tmp_path):
     run = subprocess.run([sys.executable, "kernels/bench.py", "--dry-run", "--out", str(tmp_path), "--only", "gemm",
                           "--m-list", "1", "--shapes", "tiny"], cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -36,3 +36,13 @@ def test_dry_run_times_only_the_picked_layer(tmp_path):
     with open(tmp_path / "kernels.csv", newline="") as f:
         gemm = [r for r in csv.DictReader(f) if r["kind"] == "gemm"]
     assert gemm and {r["shape"] for r in gemm} == {"tiny 256>96"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CPU check of the script, as the test above")
+def test_dry_run_block_tokens(tmp_path):
+    run = subprocess.run([sys.executable, "kernels/bench.py", "--dry-run", "--out", str(tmp_path), "--only", "block",
+                          "--block-tokens", "3"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with open(tmp_path / "kernels.csv", newline="") as f:
+        block = [r for r in csv.DictReader(f) if r["kind"] == "block"]
+    assert block and {r["M"] for r in block} == {"3"}, block
