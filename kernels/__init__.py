@@ -18,6 +18,8 @@ Files (one per kernel, each = `*_kernel` + a checking launcher + a `*_ref` built
   linear.py      which QuantConfig runs on which kernel; QuantLinear's triton forward
   bench.py       benchmarks vs cuBLAS and the copy bandwidth (`make bench`); report.py writes results/kernels.md,
                  bench_e2e.py times a transformer block, the tiny-world UNet and the tiny diffusion LM
+  gemv_study.py  where the time of a W4A16 layer at M = 1 goes (a no-arithmetic stream vs the kernels; SASS
+                 instruction counts without a GPU); launcher_overhead.py the Python time of one call
   _common.py     argument checks, `tune` (every config timed once per shape, CUDA-graph replays), rounding helper
 This module imports nothing heavy: `kernel_mode` decides per call whether QuantLinear uses the kernels.
 """

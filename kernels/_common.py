@@ -20,6 +20,12 @@ FLOAT_ACTS = (torch.float16, torch.bfloat16)
 PACK_BLOCK = 64  # int4 packing block along K (see int4_pack.py); also the K step of the int4 GEMMs
 
 
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division of Python ints (triton.cdiv is a jit function: a Python-side call costs microseconds, and
+    launchers at M = 1 make several per call)."""
+    return -(-a // b)
+
+
 def interpreting() -> bool:
     """True when Triton kernels run in the CPU interpreter (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET") == "1"

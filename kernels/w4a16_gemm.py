@@ -29,6 +29,8 @@ B = 4 bits. x (M, K) fp16/bf16; qweight (N, Kp // 2) uint8; scales (N, K // G) f
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import triton
 import triton.language as tl
@@ -39,6 +41,7 @@ from ._common import (
     FLOAT_ACTS,
     autotune_enabled,
     autotuner,
+    cdiv,
     flatten_rows,
     float_dot_dtype,
     launch,
@@ -59,6 +62,7 @@ SMALL_M_PICKS: dict[tuple, tuple[str, triton.Config]] = {}  # (paths, tuning key
 SMALL_M_PATHS = ("gemv", "splitk", "f16x2")  # the small-M kernels w4a16_small_m chooses among
 
 
+@lru_cache(maxsize=1)
 def get_splitk_configs() -> list[triton.Config]:
     """The split-K tiled kernel's small-M candidates (BLOCK_M = 16): tile width, K slices, packing blocks."""
     return [SMALL_M_CONFIG] + [
@@ -194,8 +198,9 @@ def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, 
     """M <= 16 on the fastest of `paths` ("gemv": w4a16_gemv, "splitk": the tiled kernel with split-K, "f16x2":
     w4a16_gemv_f16x2, which takes part only where it can run: fp16 x, M <= 2, K % 4 == 0, a GPU), each tuned over
     its own configs for this shape; without tuning, `static_small_m_config` (arguments as w4a16_gemm)."""
-    k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
-    m = x.reshape(-1, k).shape[0]
+    checked = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)  # (K, N, group), once
+    k, n, group = checked
+    m = x.numel() // k if k else 0
     if m > GEMV_MAX_M:
         raise ValueError(f"w4a16_small_m takes at most {GEMV_MAX_M} rows of x, got M={m}; use w4a16_gemm")
     unknown = set(paths) - set(SMALL_M_PATHS)
@@ -205,9 +210,9 @@ def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, 
     if not runnable:
         raise ValueError(f"paths={paths!r}: {f16x2_eligible(x)}")
 
-    def run(cfg: triton.Config) -> torch.Tensor:
+    def run(cfg: triton.Config) -> torch.Tensor:  # the arguments were checked above: the launchers skip it
         kernel = {"f16x2": w4a16_gemv_f16x2, "gemv": w4a16_gemv, "splitk": w4a16_tiled}[_path_of(cfg)]
-        return kernel(x, qweight, scales, zeros, group_size, bias, config=cfg)
+        return kernel(x, qweight, scales, zeros, group_size, bias, config=cfg, checked=checked)
 
     if not autotune_enabled():
         cfg = static_small_m_config(m, group, "f16x2" in runnable)
@@ -228,9 +233,10 @@ def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, 
 
 def w4a16_tiled(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
                 group_size: int = 128, bias: torch.Tensor | None = None,
-                config: triton.Config | None = None) -> torch.Tensor:
-    """The tiled kernel at any M (w4a16_gemm sends it M > 16); arguments as w4a16_gemm."""
-    k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
+                config: triton.Config | None = None, *, checked: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """The tiled kernel at any M (w4a16_gemm sends it M > 16); arguments as w4a16_gemm; `checked` as in
+    w4a16_gemv."""
+    k, n, group = checked or check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
     x2 = flatten_rows(x)  # (..., K) -> (M, K)
     m = x2.shape[0]
     if config is not None and config.kwargs["NB"] > 1 and 64 * config.kwargs["NB"] > group:
@@ -245,7 +251,7 @@ def w4a16_tiled(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
             y.stride(0))
     meta = dict(GROUP=group, HAS_ZEROS=zeros is not None, HAS_BIAS=bias is not None,
                 DOT_DTYPE=float_dot_dtype(x.dtype), HALF_BLOCK=HALF)
-    grid = lambda c: (triton.cdiv(m, c["BLOCK_M"]), triton.cdiv(n, c["BLOCK_N"]), c["SPLIT_K"])
+    grid = lambda c: (cdiv(m, c["BLOCK_M"]), cdiv(n, c["BLOCK_N"]), c["SPLIT_K"])
     interp = triton.Config({"BLOCK_M": 16 if m <= GEMV_MAX_M else 128, "BLOCK_N": 32, "SPLIT_K": 1, "NB": 1})
     launch(w4a16_gemm_kernel, lambda: _kernel(group), grid, args, meta, config, interp)
     return y.to(x.dtype).reshape(*x.shape[:-1], n)

@@ -41,6 +41,7 @@ import triton.language as tl
 from ._common import (
     FLOAT_ACTS,
     autotune_enabled,
+    cdiv,
     flatten_rows,
     float_dot_dtype,
     interpreting,
@@ -228,9 +229,12 @@ def _configs_cached(fma_ok: bool) -> list[triton.Config]:  # built once: a launc
 
 def w4a16_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
                group_size: int = 128, bias: torch.Tensor | None = None,
-               config: triton.Config | None = None) -> torch.Tensor:
-    """y = x @ W^T (+ bias) for x (..., K) with at most 16 rows; the fastest config per shape on a GPU."""
-    k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
+               config: triton.Config | None = None, *, checked: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """y = x @ W^T (+ bias) for x (..., K) with at most 16 rows; the fastest config per shape on a GPU.
+
+    `checked` = (K, N, group) from a caller that has run `check_w4_args` on these arguments (the small-M dispatcher):
+    the checks are skipped, since at M = 1 the launcher's Python time is a large part of an eager call."""
+    k, n, group = checked or check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
     x2 = flatten_rows(x)  # (..., K) -> (M, K)
     m = x2.shape[0]
     if m > MAX_M:
@@ -238,15 +242,16 @@ def w4a16_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
     if config is not None and not config.kwargs["DOT"] and m > FMA_MAX_M:
         raise ValueError(f"an fma config (DOT=0) runs M <= {FMA_MAX_M} rows, got M={m}; use a DOT=1 config")
     words = qweight.view(torch.int32)  # (N, Kp // 2) uint8 -> (N, KW) int32, 8 codes per word
+    interp = interpreting()
 
     def run(cfg: triton.Config) -> torch.Tensor:
-        split = min(cfg.kwargs["SPLIT_K"], triton.cdiv(words.shape[1], 8 * cfg.kwargs["NB"] * cfg.kwargs["ITERS"]))
+        split = min(cfg.kwargs["SPLIT_K"], cdiv(words.shape[1], 8 * cfg.kwargs["NB"] * cfg.kwargs["ITERS"]))
         # split-K partial sums meet by atomic adds in a zeroed output: fp16 natively, bf16 through an fp32 buffer
         acc_dtype = torch.float32 if split > 1 and x.dtype == torch.bfloat16 else x.dtype
         y = (torch.zeros if split > 1 else torch.empty)(m, n, dtype=acc_dtype, device=x.device)
         block_m = 16 if cfg.kwargs["DOT"] else 1
-        grid = (triton.cdiv(n, cfg.kwargs["BLOCK_N"]), split, triton.cdiv(m, block_m))
-        opts = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        grid = (cdiv(n, cfg.kwargs["BLOCK_N"]), split, cdiv(m, block_m))
+        opts = {} if interp else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         w4a16_gemv_kernel[grid](
             x2, words, scales, zeros if zeros is not None else scales, bias if bias is not None else scales, y,
             m, n, k, words.shape[1], x2.stride(0), words.stride(0), scales.stride(0), y.stride(0), MAGIC_BITS,
@@ -256,7 +261,7 @@ def w4a16_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
         return y
 
     if config is None:
-        if autotune_enabled():
+        if not interp and autotune_enabled():
             key = (n, k, triton.next_power_of_2(m), group, zeros is not None, bias is not None, x.dtype)
             config = tune("w4a16_gemv", key, _configs_for(m), run)
         else:  # interpreter / QSCHED_AUTOTUNE=0: the CUDA-core path for M = 1, the tensor-core path above

@@ -3,9 +3,9 @@
 Why another GEMV: at M = 1 the fp32 stream kernel (w4a16_gemv.py) is bound by instructions, not by memory. Its
 CUDA-core path issues 5.5 instructions per weight in its main loop (nibble to float, multiply-add, block sums;
 counted from the sm_90 SASS by kernels/gemv_study.py --sass) and moved 0.7-1.3 TB/s of int4 weights on one H200,
-while a kernel that only streams the same words moved 2.0-3.1 TB/s (results/gemv_study/). This kernel does the arithmetic of two weights per instruction, in fp16x2 (half2)
-registers, and fixes every tensor's register layout by hand (Gluon, Triton's explicit-layout dialect), so nothing
-goes through shared memory.
+while a kernel that only streams the same words moved 2.0-3.1 TB/s (results/gemv_study/). This kernel does the
+arithmetic of two weights per instruction, in fp16x2 (half2) registers, and fixes every tensor's register layout
+by hand (Gluon, Triton's explicit-layout dialect), so nothing goes through shared memory.
 
 One int32 word holds 8 codes of one row (layout in int4_pack.py): byte t has column 4j + t in its low nibble and
 column 32 + 4j + t in its high nibble. Per word, in inline PTX (`ASM`, read it next to `emulate_word`):
@@ -37,13 +37,15 @@ NBLK = Kp // 64 packing blocks.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from ._common import autotune_enabled, flatten_rows, interpreting, tune
+from ._common import autotune_enabled, cdiv, flatten_rows, interpreting, tune
 from .int4_pack import check_w4_args
 
 MAX_M = 2  # above this the tensor-core kernels win: each row of x re-reads the weights here
@@ -82,6 +84,7 @@ add.f32 $0, f0, f1;
 }"""
 
 
+@lru_cache(maxsize=1)
 def get_autotune_configs() -> list[triton.Config]:
     """Candidates timed per shape: BLOCK_N rows and NB packing blocks per tile, SPT_R rows per thread, TB threads
     along the blocks (the other 32 / (2 TB) along rows), SPLIT_K slices of K. Each thread owns 4 words per row and
@@ -207,13 +210,18 @@ def eligible(x: torch.Tensor) -> str | None:
 
 def w4a16_gemv_f16x2(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
                      group_size: int = 128, bias: torch.Tensor | None = None,
-                     config: triton.Config | None = None) -> torch.Tensor:
+                     config: triton.Config | None = None, *,
+                     checked: tuple[int, int, int] | None = None) -> torch.Tensor:
     """y = x @ W^T (+ bias) for fp16 x (..., K) with at most 2 rows; arguments as w4a16_gemm (layout in
-    int4_pack.py). The fastest config per shape on a GPU (`tune`), or `config`."""
-    k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, (torch.float16, torch.bfloat16))
-    why = eligible(x)
-    if why:
-        raise ValueError(why)
+    int4_pack.py). The fastest config per shape on a GPU (`tune`), or `config`. `checked` = (K, N, group) from a
+    caller that ran `check_w4_args` and `eligible` on these arguments: both are skipped (see w4a16_gemv)."""
+    if checked is None:
+        k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, (torch.float16, torch.bfloat16))
+        why = eligible(x)
+        if why:
+            raise ValueError(why)
+    else:
+        k, n, group = checked
     x2 = flatten_rows(x)  # (M, K), unit stride along K
     m = x2.shape[0]
     if x2.data_ptr() % 8 or x2.stride(0) % 4 or not x2.is_contiguous():  # int64 loads: 8-byte aligned rows
@@ -223,10 +231,10 @@ def w4a16_gemv_f16x2(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tenso
 
     def run(cfg: triton.Config) -> torch.Tensor:
         kw = cfg.kwargs
-        n_tiles = triton.cdiv(words.shape[1] // 8, kw["NB"])
+        n_tiles = cdiv(words.shape[1] // 8, kw["NB"])
         split = min(kw["SPLIT_K"], n_tiles)
         y = (torch.zeros if split > 1 else torch.empty)(m, n, dtype=torch.float16, device=x.device)
-        grid = (triton.cdiv(n, kw["BLOCK_N"]), split, m)
+        grid = (cdiv(n, kw["BLOCK_N"]), split, m)
         w4a16_gemv_f16x2_kernel[grid](
             x64, words, scales, zeros if zeros is not None else scales, bias if bias is not None else scales, y,
             n, k, k // 4, words.shape[1], x64.stride(0), words.stride(0), scales.stride(0), y.stride(0),

@@ -135,3 +135,48 @@ def test_sass_counts_show_the_layouts_and_the_arithmetic():
     shared = {k: float(v[5]) for k, v in rows.items() if k in ("f16x2_auto", "f16x2")}
     assert shared["f16x2"] == 0 < shared["f16x2_auto"], rows
     assert per_weight["f16x2"] < per_weight["f16x2_auto"] < per_weight["gemv_fp32"], per_weight
+
+
+def test_dispatcher_checks_the_arguments_once(monkeypatch):
+    """w4a16_gemm at M = 1 validates its arguments once: the launcher it dispatches to receives them as checked
+    (the Python time of an eager call at M = 1 is several times the GPU time; kernels/launcher_overhead.py)."""
+    import kernels.int4_pack as int4_pack
+    import kernels.w4a16_gemm as gemm
+
+    calls = []
+    real = int4_pack.check_w4_args
+    monkeypatch.setattr(gemm, "check_w4_args", lambda *a: calls.append(1) or real(*a))
+    import kernels.w4a16_gemv as gemv
+    monkeypatch.setattr(gemv, "check_w4_args", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setenv("QSCHED_AUTOTUNE", "0")
+    _run(1, 40, 256, 64, False, fn=w4a16_gemm)
+    assert len(calls) == 1, f"check_w4_args ran {len(calls)} times for one call"
+
+
+def test_dispatch_reaches_the_f16x2_launcher_with_its_arguments(monkeypatch):
+    """The wiring on the CPU: with the kernel replaced by a recorder (inline PTX cannot run here), w4a16_gemm at
+    M = 1 with fp16 x takes the fp16x2 path under the fixed rule and launches it with x as int64 words, the
+    packed words as int32 and the tile flags of this shape."""
+    import kernels.w4a16_gemm as gemm
+    import kernels.w4a16_gemv_f16x2 as f16x2
+
+    seen = {}
+
+    class Recorder:
+        def __getitem__(self, grid):
+            def launch(*args, **meta):
+                seen.update(grid=grid, args=args, meta=meta)
+            return launch
+
+    monkeypatch.setattr(gemm, "f16x2_eligible", lambda x: None)
+    monkeypatch.setattr(f16x2, "w4a16_gemv_f16x2_kernel", Recorder())
+    monkeypatch.setenv("QSCHED_AUTOTUNE", "0")
+    qweight, scales, zeros = _layer(40, 200, -1, False)
+    y = w4a16_gemm(torch.randn(1, 200).half(), qweight, scales, zeros, -1)
+    cfg = get_autotune_configs()[0].kwargs
+    assert y.shape == (1, 40) and seen["grid"] == (-(-40 // cfg["BLOCK_N"]), 1, 1)
+    x64, words = seen["args"][0], seen["args"][1]
+    assert x64.dtype == torch.int64 and x64.shape == (1, 50) and words.dtype == torch.int32 and words.shape == (40, 32)
+    assert seen["args"][6:10] == (40, 200, 50, 32)  # N, K, K // 4, words per row
+    meta = seen["meta"]  # G = -1: one group spans the row
+    assert meta["GROUP"] >= 200 and meta["EVEN_K"] is False and meta["HAS_ZEROS"]
