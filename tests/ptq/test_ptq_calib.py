@@ -1,7 +1,9 @@
 """Calibration plumbing: input groups and their producers, statistics, recorded calls, the report."""
 import gc
+import mmap
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -89,10 +91,15 @@ def test_report_rows_csv_and_measure(tmp_path):
     assert "smoothquant w8a8: 7 layers" in str(report) and report.summary()["layers"] == 7
     gc.collect()
     with measure() as m:
-        big = torch.ones(16_000_000)  # 64 MB, written, so resident
+        # 64 MB of fresh pages: an anonymous mapping, one byte written per page, so the resident set must grow (a
+        # tensor could reuse memory an earlier test freed but the allocator kept resident: no growth to see)
+        block = mmap.mmap(-1, 64 * 2**20)
+        pages = np.frombuffer(block, dtype=np.uint8)
+        pages[::4096] = 1
         seen, deadline = m.samples, time.monotonic() + 10
         while m.samples < seen + 2 and time.monotonic() < deadline:  # wait for the sampler, however busy the machine
             time.sleep(0.005)
         assert m.samples >= seen + 2, "the RSS sampler thread took no sample in 10 s"
-        del big
+        del pages
+        block.close()
     assert m.seconds >= 0.005 and m.peak_mem_mb > 40
