@@ -191,7 +191,7 @@ def _sass_loop(kernel) -> tuple[collections.Counter, int]:
 
 
 def sass_report() -> list[str]:
-    from kernels.w4a16_gemv import MAGIC_BITS, w4a16_gemv_kernel  # noqa: F401  (MAGIC_BITS: the fma path's magic)
+    from kernels.w4a16_gemv import w4a16_gemv_kernel
     from kernels.w4a16_gemv import get_autotune_configs as gemv_configs
     from kernels.w4a16_gemv_f16x2 import get_autotune_configs as f16x2_configs
     from kernels.w4a16_gemv_f16x2 import w4a16_gemv_f16x2_kernel
