@@ -144,7 +144,7 @@ def _small_m_table(rows) -> list[str]:
             cell = lambda r: "-" if r is None else f"{r['us']:.1f} ({fp16['us'] / r['us']:.2f}x)"
             timed = {k: r["us"] for k, r in alone.items() if r is not None and r["us"] == r["us"]}
             out.append(f"| {shape} | {m} | {fp16['us']:.1f} | {cell(auto)} | "
-                       + " | ".join(cell(r) for r in alone.values()) + f" | {min(timed, key=timed.get)} |")
+                       + " | ".join(cell(r) for r in alone.values()) + f" | {min(timed, key=timed.get, default='-')} |")
     return out + [""]
 
 

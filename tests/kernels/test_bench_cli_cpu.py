@@ -46,3 +46,16 @@ def test_dry_run_block_tokens(tmp_path):
     with open(tmp_path / "kernels.csv", newline="") as f:
         block = [r for r in csv.DictReader(f) if r["kind"] == "block"]
     assert block and {r["M"] for r in block} == {"3"}, block
+
+
+def test_small_m_table_keeps_rows_whose_kernels_failed():
+    """A kernel that failed in a run is a NaN row (kernels/bench.py's time_us): the small-M table still renders it,
+    with '-' as the fastest kernel when none was timed, instead of ending the report."""
+    from kernels.report import _small_m_table
+
+    nan = float("nan")
+    rows = [dict(kind="smallm", shape="8192x8192", M=1, impl=impl, us=us, fp16_weight_MB=128.0)
+            for impl, us in [("cublas_fp16", 40.0), ("w4a16", nan), ("w4a16_gemv", nan), ("w4a16_splitk", nan)]]
+    assert _small_m_table(rows)[-2].endswith("| - | - |")
+    rows[2] = dict(rows[2], us=30.0)  # the fp32 GEMV timed: it is the fastest
+    assert _small_m_table(rows)[-2].endswith("| - | gemv |")
