@@ -38,6 +38,7 @@ from qsched_core.quant.hadamard import factor_size, hadamard_transform, paley, s
 from ._common import (
     FLOAT_ACTS,
     autotune_enabled,
+    cdiv,
     check_contiguous,
     check_device,
     check_dtype,
@@ -159,7 +160,7 @@ def fwht(x: torch.Tensor, signs: torch.Tensor | None = None, config: triton.Conf
 
     def run(cfg: triton.Config) -> None:
         opts = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-        fwht_kernel[(triton.cdiv(m, cfg.kwargs["ROWS"]),)](*args, **meta, **cfg.kwargs, **opts)
+        fwht_kernel[(cdiv(m, cfg.kwargs["ROWS"]),)](*args, **meta, **cfg.kwargs, **opts)
 
     if config is None:
         if autotune_enabled():

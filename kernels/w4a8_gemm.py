@@ -30,7 +30,7 @@ import triton.language as tl
 
 from qsched_core.quant.primitives import dequantize
 
-from ._common import autotuner, check_device, launch
+from ._common import autotuner, cdiv, check_device, launch
 from .int4_pack import HALF, check_w4_args, unpack_int4_ref
 from .w8a8_gemm import check_act_args
 
@@ -113,7 +113,7 @@ def w4a8_gemm(qx: torch.Tensor, sx: torch.Tensor, zx: torch.Tensor | None, qweig
             m, n, k, min(triton.next_power_of_2(m), 4096), qx.stride(0), qweight.stride(0), scales.stride(0),
             y.stride(0))
     meta = dict(GROUP=group, HAS_ZERO=zx is not None, HAS_BIAS=bias is not None, HALF_BLOCK=HALF)
-    grid = lambda c: (triton.cdiv(m, c["BLOCK_M"]), triton.cdiv(n, c["BLOCK_N"]))
+    grid = lambda c: (cdiv(m, c["BLOCK_M"]), cdiv(n, c["BLOCK_N"]))
     interp = triton.Config({"BLOCK_M": 16 if m <= 16 else 128, "BLOCK_N": 32})  # interpreter
     launch(w4a8_gemm_kernel, _kernel, grid, args, meta, config, interp)
     return y

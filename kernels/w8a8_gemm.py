@@ -27,7 +27,7 @@ import triton.language as tl
 
 from qsched_core.quant.primitives import dequantize
 
-from ._common import autotuner, check_contiguous, check_device, check_dtype, check_shape, launch
+from ._common import autotuner, cdiv, check_contiguous, check_device, check_dtype, check_shape, launch
 
 
 def get_autotune_configs() -> list[triton.Config]:
@@ -130,7 +130,7 @@ def w8a8_gemm(qx: torch.Tensor, sx: torch.Tensor, zx: torch.Tensor | None, qw: t
     args = (qx, qw, sx, zx if zx is not None else sx, sw, bias if bias is not None else sw, y,
             m, n, k, min(triton.next_power_of_2(m), 4096), qx.stride(0), qw.stride(0), y.stride(0))
     meta = dict(HAS_ZERO=zx is not None, HAS_BIAS=bias is not None, ACC_DTYPE=tl.int32)
-    grid = lambda c: (triton.cdiv(m, c["BLOCK_M"]) * triton.cdiv(n, c["BLOCK_N"]),)
+    grid = lambda c: (cdiv(m, c["BLOCK_M"]) * cdiv(n, c["BLOCK_N"]),)
     small = triton.Config({"BLOCK_M": 16 if m <= 16 else 128, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4})
     launch(w8a8_gemm_kernel, _kernel, grid, args, meta, config, small)
     return y
