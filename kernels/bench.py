@@ -50,7 +50,7 @@ SHAPES = [  # (name, K = in_features, N = out_features)
 ]
 M_LIST = [1, 16, 128, 4096]
 SMALL_M = [2, 4, 8, 12]  # the small-M section: one M per tuning bucket (2, 3-4, 5-8, 9-16) between 1 and 16
-SMALL_M_IMPLS = ("cublas_fp16", "w4a16", "w4a16_gemv", "w4a16_splitk", "w4a16_f16x2")
+SMALL_M_IMPLS = ("cublas_fp16", "w4a16", "w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2")
 ELEMENTWISE = [(4096, 4096), (4096, 12288), (16384, 4096)]  # (M, K) for the Hadamard transform and act quantizer
 BLOCK = dict(d=4096, ff=12288, heads=32)  # LLaDA-8B
 BLOCK_TOKENS = [1, 16, 4096]
@@ -202,9 +202,10 @@ def gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m):
         "w4a8_gemm": (lambda: w4a8_gemm(qxa, sxa, zxa, p32, s32, 32), w432 + m * k + 2 * m * n),
         "w4a8_linear": (lambda: w4a8_linear(x, p32, s32, 32), w432 + io),
     }
-    if m <= 16:  # each small-M kernel on its own (w4a16 runs the faster of the two, as its tuner timed them)
+    if m <= 16:  # each small-M kernel on its own (w4a16 runs the fastest, as its tuner timed them)
         impls["w4a16_gemv"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("gemv",)), w4)
         impls["w4a16_splitk"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("splitk",)), w4)
+        impls["w4a16_tc_f16x2"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("tc_f16x2",)), w4)
     if m <= 2 and x.is_cuda:  # the fp16x2 GEMV on its own (fp16 x only; it runs inline PTX, so not on the CPU)
         impls["w4a16_f16x2"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("f16x2",)), w4)
     if m > 16 and x.is_cuda:  # torch._int_mm needs M > 16

@@ -13,12 +13,14 @@ Viewing one row of x as an (a, b) matrix X in row-major order,
 
 so each row is read once, rotated in registers, and written once: a memory-bound kernel, ideally at copy speed.
 One row at a time, the two dots form a dependent chain of small (64 x 64 x 64 at K = 4096) matrix products, so a
-program mostly waits. With R > 1 the kernel stacks R rows into each dot instead:
+program mostly waits. With R > 1 the kernel puts R rows side by side instead:
 
-    W = [X_1^T; ...; X_R^T] A        (R b, a): X_r^T A = (A^T X_r)^T for every r at once
-    [Y_1; ...; Y_R] = [W_1^T; ...; W_R^T] B
+    U = A^T [X_1 | ... | X_R]                       (A, R b): A^T X_r for every r in one dot, R times wider
+    [Y rows] = reshape(U, (a R, b)) B               row i R + r of the reshaped U is row i of A^T X_r
 
-one block transpose (a reshape and a permute in registers / shared memory) between two dots R times taller.
+The reshape is row-major order as it stands (no transpose, unlike stacking the X_r^T, which the first version of
+this kernel did and which the tuner never picked), so each group of R rows costs one load, two dots R times larger
+and one store.
 A and B hold only +-1, exact in fp16/bf16; the intermediate A^T X is rounded to x's dtype before the second dot,
 so the result carries about one extra rounding (tolerances in tests/kernels).
 
@@ -55,10 +57,10 @@ UNTUNED_CONFIG = triton.Config({"ROWS": 8, "R": 1}, num_warps=4)
 
 
 def get_autotune_configs() -> list[triton.Config]:
-    """R = rows per dot pair (1: a chain of two dots per row; > 1: R rows stacked), ROWS = rows per program."""
+    """R = rows per dot pair (1: a chain of two dots per row; > 1: R rows side by side), ROWS = rows per program."""
     return ([triton.Config({"ROWS": r, "R": 1}, num_warps=w) for r in (2, 8, 16) for w in (4, 8)]
             + [triton.Config({"ROWS": rows, "R": r}, num_warps=w)
-               for r, rows, w in [(2, 4, 4), (2, 8, 4), (2, 16, 8), (4, 8, 8), (4, 16, 8)]])
+               for r, rows, w in [(2, 8, 4), (2, 16, 8), (4, 8, 4), (4, 16, 8), (4, 32, 8), (8, 16, 8), (8, 32, 8)]])
 
 
 @lru_cache(maxsize=32)
@@ -107,28 +109,28 @@ def fwht_kernel(
             t = tl.dot(at, xt.to(DOT_DTYPE))  # A^T X, (BLOCK_A, BLOCK_B) fp32
             y = tl.dot(t.to(DOT_DTYPE), bm) * scale  # (A^T X) B / sqrt(K)
             tl.store(y_ptr + row * stride_ym + offs, y.to(y_ptr.dtype.element_ty), mask=mask & (row < M))
-    else:  # R rows stacked: W = [X_1^T; ...; X_R^T] A, then [W_1^T; ...; W_R^T] B = [Y_1; ...; Y_R], 2-D dots
-        # with R times more rows (W_r^T = A^T X_r): one dot pair per R rows, and no (R, A, A) copies of A
-        am = tl.trans(at)  # A, (BLOCK_A, BLOCK_A)
-        s = tl.arange(0, R * BLOCK_B)  # stacked input index: row r = s // BLOCK_B of the group, column j = s % BLOCK_B
+    else:  # R rows side by side: T = [X_1 | ... | X_R] (A, R B), U = A^T T = [A^T X_1 | ... | A^T X_R];
+        # U read as (A R, B) in row-major order is [row i of A^T X_1; ...; row i of A^T X_R] for i = 0, 1, ...:
+        # a reshape, no transpose, and one dot with B gives every row's Y at once (output row i R + r = Y_r[i])
+        s = tl.arange(0, R * BLOCK_B)  # column of T: row r = s // BLOCK_B of the group, column j = s % BLOCK_B
         r_in, j_in = s // BLOCK_B, s % BLOCK_B
-        offs_t = ia[None, :] * B + j_in[:, None]  # (R BLOCK_B, BLOCK_A): X_r^T[j, i] = x[i B + j]
-        mask_t = mask_a[None, :] & (j_in < B)[:, None]
+        offs_t = ia[:, None] * B + j_in[None, :]  # (BLOCK_A, R BLOCK_B): T[i, r BLOCK_B + j] = x_r[i B + j]
+        mask_t = mask_a[:, None] & (j_in < B)[None, :]
         if HAS_SIGNS:
             d_t = tl.load(d_ptr + offs_t, mask=mask_t, other=0.0).to(tl.float32)
-        s_out = tl.arange(0, R * BLOCK_A)  # stacked output index: row r = s_out // BLOCK_A, X row i = s_out % BLOCK_A
-        r_out, i_out = s_out // BLOCK_A, s_out % BLOCK_A
-        offs_o = i_out[:, None] * B + ib[None, :]  # (R BLOCK_A, BLOCK_B)
+        s_out = tl.arange(0, BLOCK_A * R)  # output row: X row i = s_out // R of input row r = s_out % R
+        i_out, r_out = s_out // R, s_out % R
+        offs_o = i_out[:, None] * B + ib[None, :]  # (BLOCK_A R, BLOCK_B)
         mask_o = (i_out < A)[:, None] & mask_b[None, :]
         for r0 in tl.range(0, ROWS, R, num_stages=2):
             row0 = tl.program_id(0) * ROWS + r0
-            m_t = mask_t & (row0 + r_in < M)[:, None]
-            xt = tl.load(x_ptr + (row0 + r_in)[:, None] * stride_xm + offs_t, mask=m_t, other=0.0).to(tl.float32)
+            m_t = mask_t & (row0 + r_in < M)[None, :]
+            xt = tl.load(x_ptr + (row0 + r_in)[None, :] * stride_xm + offs_t, mask=m_t, other=0.0).to(tl.float32)
             if HAS_SIGNS:
                 xt = xt * d_t
-            w = tl.dot(xt.to(DOT_DTYPE), am)  # (R BLOCK_B, BLOCK_A): X_r^T A, stacked
-            w = tl.reshape(tl.permute(tl.reshape(w, (R, BLOCK_B, BLOCK_A)), (0, 2, 1)), (R * BLOCK_A, BLOCK_B))
-            y = tl.dot(w.to(DOT_DTYPE), bm) * scale  # (R BLOCK_A, BLOCK_B): A^T X_r B, stacked
+            u = tl.dot(at, xt.to(DOT_DTYPE))  # (BLOCK_A, R BLOCK_B): A^T X_r side by side
+            u = tl.reshape(u, (BLOCK_A * R, BLOCK_B))
+            y = tl.dot(u.to(DOT_DTYPE), bm) * scale  # (BLOCK_A R, BLOCK_B): A^T X_r B, rows interleaved
             m_o = mask_o & (row0 + r_out < M)[:, None]
             tl.store(y_ptr + (row0 + r_out)[:, None] * stride_ym + offs_o, y.to(y_ptr.dtype.element_ty), mask=m_o)
 

@@ -11,7 +11,8 @@ and cuBLAS fp16 F.linear, on the layers with >= 32 MB of fp16 weights (the W4A16
 
 `--sass` compiles the same kernels for sm_90 on any machine (Triton's bundled ptxas and nvdisasm, no GPU) and
 counts the instructions of each kernel's main loop per weight, its registers per thread and its barriers: the
-numbers kernels/bench_notes.md uses to explain the times.
+numbers kernels/bench_notes.md uses to explain the times. It also counts the tensor-core kernels of M = 3..16:
+the split-K tiled kernel and w4a16_tc_f16x2, the latter also with its inline asm declared not pure.
 
 Run:  python kernels/gemv_study.py --out results/gemv_study     (one GPU; writes gemv_study.md and .json)
       python kernels/gemv_study.py --sass                        (no GPU)
@@ -156,7 +157,7 @@ def measure(out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ instruction counts, no GPU
-def _compile(fn, signature: dict, constexprs: dict, num_warps: int, gluon: bool = False):
+def _compile(fn, signature: dict, constexprs: dict, num_warps: int, gluon: bool = False, num_stages: int = 3):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -167,7 +168,8 @@ def _compile(fn, signature: dict, constexprs: dict, num_warps: int, gluon: bool 
         from triton.experimental.gluon._runtime import GluonASTSource as src_cls
     src = src_cls(fn=fn, signature={**signature, **{c: "constexpr" for c in constexprs}}, constexprs=constexprs,
                   attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps,
+                                                                              num_stages=num_stages))
 
 
 def _sass_loop(kernel) -> tuple[collections.Counter, int]:
@@ -194,7 +196,12 @@ def sass_report() -> list[str]:
     from kernels.w4a16_gemv import w4a16_gemv_kernel
     from kernels.w4a16_gemv import get_autotune_configs as gemv_configs
     from kernels.w4a16_gemv_f16x2 import get_autotune_configs as f16x2_configs
+    from kernels.w4a16_gemm import get_splitk_configs, w4a16_gemm_kernel
     from kernels.w4a16_gemv_f16x2 import w4a16_gemv_f16x2_kernel
+    from kernels.w4a16_tc_f16x2 import ASM as TC_ASM
+    from kernels.w4a16_tc_f16x2 import CONSTRAINTS as TC_CONS
+    from kernels.w4a16_tc_f16x2 import get_autotune_configs as tc_configs
+    from kernels.w4a16_tc_f16x2 import w4a16_tc_f16x2_kernel
 
     i32 = "i32"
     cases = []
@@ -219,17 +226,33 @@ def sass_report() -> list[str]:
     const = dict(GROUP=128, HAS_ZEROS=True, HAS_BIAS=False, ATOMIC=False, EVEN_K=True, **kw, WARPS=c.num_warps,
                  ASM_TEXT=ASM)
     cases.append(("f16x2", w4a16_gemv_f16x2_kernel, sig, const, c.num_warps, True, kw["BLOCK_N"] * 8 * kw["NB"]))
+    # the tensor-core kernels of M = 3..16 (the first configs of their tuners)
+    sig = dict(x_ptr="*fp16", w_ptr="*u8", s_ptr="*fp16", z_ptr="*u8", b_ptr="*fp16", y_ptr="*fp16", M=i32, N=i32,
+               K=i32, M_BUCKET=i32, stride_xm=i32, stride_wn=i32, stride_sn=i32, stride_ym=i32)
+    sk = get_splitk_configs()[0]
+    const = dict(GROUP=128, HAS_ZEROS=True, HAS_BIAS=False, DOT_DTYPE=tl.float16, HALF_BLOCK=32, **sk.kwargs)
+    cases.append(("splitk (M <= 16)", w4a16_gemm_kernel, sig, const, sk.num_warps, False,
+                  sk.kwargs["BLOCK_N"] * 8 * sk.kwargs["NB"], sk.num_stages))
+    sig = {k: v for k, v in sig.items() if k != "M_BUCKET"}
+    tc = tc_configs()[0]
+    for pure in (True, False):
+        const = dict(GROUP=128, HAS_ZEROS=True, HAS_BIAS=False, ATOMIC=True, EVEN_K=True, DEQ_ASM=True,
+                     DOT_DTYPE=tl.float16, ASM_TEXT=TC_ASM, CONS=TC_CONS, HALF_BLOCK=32, BLOCK_M=16,
+                     **{k: v for k, v in tc.kwargs.items() if k != "TC"}, PURE=pure)
+        cases.append(("tc_f16x2" + ("" if pure else " (PURE=False)"), w4a16_tc_f16x2_kernel, sig, const, tc.num_warps,
+                      False, tc.kwargs["BLOCK_N"] * 8 * tc.kwargs["NB"], tc.num_stages))
     lines = [f"# Main-loop instructions per weight, compiled for sm_90 (Triton {triton.__version__}, no GPU)", "",
              "Command: `python kernels/gemv_study.py --sass`. Per weight = instructions of one loop step x threads "
              "per program / weights per step (every thread executes the loop body once per step).", "",
              "| kernel | config | registers/thread | loop instructions / weight | of which barriers + shared-memory "
              "loads/stores per weight | top instructions in the loop |", "|---|---|---|---|---|---|"]
-    for name, fn, sig, const, warps, gluon, words_per_step in cases:
-        ops, regs = _sass_loop(_compile(fn, sig, const, warps, gluon))
+    for name, fn, sig, const, warps, gluon, words_per_step, *stages in cases:
+        ops, regs = _sass_loop(_compile(fn, sig, const, warps, gluon, *stages))
         per = 32 * warps / (8 * words_per_step)  # a loop step: every thread once, 8 weights per word
         total = sum(ops.values())
         shared = sum(v for k, v in ops.items() if k in ("BAR", "LDS", "STS", "LDSM", "STSM"))
-        cfg = " ".join(f"{k}={v}" for k, v in const.items() if k.isupper() and k not in ("ASM_TEXT", "DOT_DTYPE"))
+        cfg = " ".join(f"{k}={v}" for k, v in const.items()
+                       if k.isupper() and k not in ("ASM_TEXT", "DOT_DTYPE", "CONS", "HALF_BLOCK", "DEQ_ASM"))
         top = ", ".join(f"{k} {v}" for k, v in ops.most_common(6))
         lines.append(f"| {name} | {cfg} w{warps} | {regs} | {total * per:.2f} | {shared * per:.2f} | {top} |")
     return lines

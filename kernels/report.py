@@ -12,7 +12,7 @@ import csv
 import math
 from pathlib import Path
 
-KERNELS = ["w4a16", "w4a16_bf16", "w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w8a8_gemm", "w8a8_linear", "w4a8_gemm",
+KERNELS = ["w4a16", "w4a16_bf16", "w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2", "w8a8_gemm", "w8a8_linear", "w4a8_gemm",
            "w4a8_linear"]
 BASELINES = ["cublas_fp16", "cublas_bf16", "torch_dequant_fp16", "torch_int_mm"]
 BIG_MB = 32.0
@@ -69,7 +69,8 @@ def _targets(rows, ceil) -> list[str]:
 def _gemm_table(rows, m, ceil) -> list[str]:
     small = m <= 16
     head = ["shape (K>N)", "fp16 us", "bf16 us"] + (["dequant+mm us"] if m < 4096 else []) + \
-        ["W4A16", "W4A16 TB/s", "W4A16 bf16"] + (["W4A16 gemv", "W4A16 split-K", "W4A16 f16x2"] if small else []) + \
+        ["W4A16", "W4A16 TB/s", "W4A16 bf16"] + \
+        (["W4A16 gemv", "W4A16 split-K", "W4A16 f16x2", "W4A16 tc_f16x2"] if small else []) + \
         ["W8A8 gemm", "W8A8 +act", "W4A8 gemm", "W4A8 +act"] + (["_int_mm"] if m > 16 else [])
     eager = small and any(r.get("us_eager") == r.get("us_eager") for r in _pick(rows, kind="gemm", M=m))
     head += ["W4A16 eager us", "fp16 eager us"] if eager else []
@@ -85,7 +86,7 @@ def _gemm_table(rows, m, ceil) -> list[str]:
         w4 = get("w4a16")
         row += [cell(w4, fp16), f"{w4['TBps']:.2f} ({100 * w4['TBps'] / ceil['copy_TBps']:.0f}%)",
                 cell(get("w4a16_bf16"), bf16)]
-        row += [cell(get(k), fp16) for k in ("w4a16_gemv", "w4a16_splitk", "w4a16_f16x2")] if small else []
+        row += [cell(get(k), fp16) for k in ("w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2")] if small else []
         row += [cell(get(k), fp16) for k in ("w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear")]
         if m > 16:
             row.append(cell(get("torch_int_mm"), fp16))
@@ -118,7 +119,8 @@ def _config_table(rows) -> list[str]:
     if not picked:
         return []
     return (["", "## Small-M W4A16: the kernel and config the tuner picked (fp16; gemv DOT=0: CUDA-core FMA, "
-             "DOT=1: tensor cores; splitk: the tiled kernel with split-K; f16x2: the fp16x2 GEMV)", "",
+             "DOT=1: tensor cores; splitk: the tiled kernel with split-K; f16x2: the fp16x2 GEMV; tc_f16x2: fp16x2 "
+             "dequantization into the tensor cores)", "",
              "| shape | M | picked |", "|---|---|---|"]
             + [f"| {r['shape']} | {r['M']} | `{r['config']}` |" for r in sorted(picked, key=lambda r: (r["K"], r["N"],
                                                                                               r["M"]))])
@@ -132,13 +134,14 @@ def _small_m_table(rows) -> list[str]:
         return []
     ms = sorted({r["M"] for r in sm})
     out = ["## Small M: which W4A16 kernel is faster (us; speedup over cuBLAS fp16 in brackets; layers >= 32 MB)", "",
-           "| shape | M | fp16 | W4A16 (dispatched) | gemv | split-K | f16x2 | fastest |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| shape | M | fp16 | W4A16 (dispatched) | gemv | split-K | f16x2 | tc_f16x2 | fastest |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for shape in shapes:
         for m in ms:
             get = lambda impl: next((r for r in sm if r["shape"] == shape and r["M"] == m and r["impl"] == impl), None)
             fp16, auto = get("cublas_fp16"), get("w4a16")
-            alone = {"gemv": get("w4a16_gemv"), "split-K": get("w4a16_splitk"), "f16x2": get("w4a16_f16x2")}
+            alone = {"gemv": get("w4a16_gemv"), "split-K": get("w4a16_splitk"), "f16x2": get("w4a16_f16x2"),
+                     "tc_f16x2": get("w4a16_tc_f16x2")}
             if not (fp16 and alone["gemv"] and alone["split-K"]):
                 continue
             cell = lambda r: "-" if r is None else f"{r['us']:.1f} ({fp16['us'] / r['us']:.2f}x)"

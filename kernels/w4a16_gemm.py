@@ -5,9 +5,10 @@ fp16 weight never exists in memory: dequantizing first (torch: `dequantize` then
 full fp16 weight and is slower than plain fp16. Here each tile is unpacked in registers right before `tl.dot`.
 
 `w4a16_gemm` picks the kernel by M:
-  - M <= 16, up to three candidate kernels, and on a GPU the fastest one per shape, as timed (`w4a16_small_m`):
+  - M <= 16, up to four candidate kernels, and on a GPU the fastest one per shape, as timed (`w4a16_small_m`):
     `w4a16_gemv` (w4a16_gemv.py), a stream over the weight bytes with split-K and int32-word loads;
-    `w4a16_gemv_f16x2` (w4a16_gemv_f16x2.py), fp16x2 arithmetic for fp16 x at M <= 2 (GPU only); and
+    `w4a16_gemv_f16x2` (w4a16_gemv_f16x2.py), fp16x2 arithmetic for fp16 x at M <= 2 (GPU only);
+    `w4a16_tc_f16x2` (w4a16_tc_f16x2.py), fp16x2 dequantization feeding the tensor cores, for fp16 x; and
     `w4a16_gemm_kernel` below with 16-row tiles and split-K (partial sums added into a zeroed output; the repo's
     first small-M path). Each is tuned over its own configs (`tune`: CUDA-graph replays, L2 flushed per call) and
     the fastest winner runs. In the H200 runs, the split-K tiled kernel won at M = 16 on every shape and the fp16x2
@@ -55,11 +56,14 @@ from .w4a16_gemv import w4a16_gemv
 from .w4a16_gemv_f16x2 import eligible as f16x2_eligible
 from .w4a16_gemv_f16x2 import get_autotune_configs as f16x2_configs
 from .w4a16_gemv_f16x2 import w4a16_gemv_f16x2
+from .w4a16_tc_f16x2 import configs_for as tc_configs_for
+from .w4a16_tc_f16x2 import eligible as tc_eligible
+from .w4a16_tc_f16x2 import w4a16_tc_f16x2
 
 # the first small-M path: 16-row output tiles, K split in 8 slices
 SMALL_M_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "SPLIT_K": 8, "NB": 2}, num_warps=4, num_stages=4)
 SMALL_M_PICKS: dict[tuple, tuple[str, triton.Config]] = {}  # (paths, tuning key) -> (path, config) to run
-SMALL_M_PATHS = ("gemv", "splitk", "f16x2")  # the small-M kernels w4a16_small_m chooses among
+SMALL_M_PATHS = ("gemv", "splitk", "f16x2", "tc_f16x2")  # the small-M kernels w4a16_small_m chooses among
 
 
 @lru_cache(maxsize=1)
@@ -89,12 +93,16 @@ def _configs_for(group: int) -> list[triton.Config]:
     return [c for c in get_autotune_configs() if _fits(c, group)]
 
 
-def static_small_m_config(m: int, group: int, f16x2_ok: bool = False) -> triton.Config:
-    """The small-M choice without tuning: at M = 1 the fp16x2 GEMV where it can run (fp16 x on a GPU), else the
-    GEMV kernel's CUDA-core path; the split-K tiled kernel at M = 2..16 (the faster ones in most of the measured
-    cases, results/kernels.md)."""
+def static_small_m_config(m: int, group: int, f16x2_ok: bool = False, tc_ok: bool = False) -> triton.Config:
+    """The small-M choice without tuning: at M = 1 and 2 the fp16x2 GEMV where it can run (fp16 x on a GPU), else at
+    M = 1 the GEMV kernel's CUDA-core path; at M = 3..16 the fp16x2 tensor-core kernel for fp16 x, else the split-K
+    tiled kernel (the faster ones in the measured cases, results/kernels.md)."""
+    if m <= 2 and f16x2_ok:
+        return f16x2_configs()[0]
     if m == 1:
-        return f16x2_configs()[0] if f16x2_ok else next(c for c in gemv_configs_for(1) if not c.kwargs["DOT"])
+        return next(c for c in gemv_configs_for(1) if not c.kwargs["DOT"])
+    if tc_ok and m > 2:
+        return tc_configs_for(group)[0]
     return next(c for c in get_splitk_configs() if _fits(c, group))
 
 
@@ -184,20 +192,26 @@ def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
         return w4a16_tiled(x, qweight, scales, zeros, group_size, bias, config)
     if config is None:
         return w4a16_small_m(x, qweight, scales, zeros, group_size, bias)
-    kernel = {"f16x2": w4a16_gemv_f16x2, "gemv": w4a16_gemv, "splitk": w4a16_tiled}[_path_of(config)]
-    return kernel(x, qweight, scales, zeros, group_size, bias, config)  # a GEMV, fp16x2 GEMV or tiled config
+    kernel = _small_m_kernel(_path_of(config))
+    return kernel(x, qweight, scales, zeros, group_size, bias, config)  # a config of one of the small-M kernels
+
+
+def _small_m_kernel(path: str):
+    return {"f16x2": w4a16_gemv_f16x2, "gemv": w4a16_gemv, "splitk": w4a16_tiled, "tc_f16x2": w4a16_tc_f16x2}[path]
 
 
 def _path_of(cfg: triton.Config) -> str:
-    return "f16x2" if "F16X2" in cfg.kwargs else "gemv" if "DOT" in cfg.kwargs else "splitk"
+    kw = cfg.kwargs
+    return "f16x2" if "F16X2" in kw else "tc_f16x2" if "TC" in kw else "gemv" if "DOT" in kw else "splitk"
 
 
 def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
                   group_size: int = 128, bias: torch.Tensor | None = None,
                   paths: tuple[str, ...] = SMALL_M_PATHS) -> torch.Tensor:
     """M <= 16 on the fastest of `paths` ("gemv": w4a16_gemv, "splitk": the tiled kernel with split-K, "f16x2":
-    w4a16_gemv_f16x2, which takes part only where it can run: fp16 x, M <= 2, K % 4 == 0, a GPU), each tuned over
-    its own configs for this shape; without tuning, `static_small_m_config` (arguments as w4a16_gemm)."""
+    w4a16_gemv_f16x2, which takes part only where it can run: fp16 x, M <= 2, K % 4 == 0, a GPU; "tc_f16x2":
+    w4a16_tc_f16x2, fp16 x), each tuned over its own configs for this shape; without tuning,
+    `static_small_m_config` (arguments as w4a16_gemm)."""
     checked = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)  # (K, N, group), once
     k, n, group = checked
     m = x.numel() // k if k else 0
@@ -206,16 +220,17 @@ def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, 
     unknown = set(paths) - set(SMALL_M_PATHS)
     if unknown or not paths:
         raise ValueError(f"paths={paths!r}: choose among {SMALL_M_PATHS}")
-    runnable = tuple(p for p in paths if p != "f16x2" or f16x2_eligible(x) is None)
+    why_not = {"f16x2": f16x2_eligible(x), "tc_f16x2": tc_eligible(x)}
+    runnable = tuple(p for p in paths if why_not.get(p) is None)
     if not runnable:
-        raise ValueError(f"paths={paths!r}: {f16x2_eligible(x)}")
+        raise ValueError(f"paths={paths!r}: " + "; ".join(why_not[p] for p in paths))
 
     def run(cfg: triton.Config) -> torch.Tensor:  # the arguments were checked above: the launchers skip it
-        kernel = {"f16x2": w4a16_gemv_f16x2, "gemv": w4a16_gemv, "splitk": w4a16_tiled}[_path_of(cfg)]
+        kernel = _small_m_kernel(_path_of(cfg))
         return kernel(x, qweight, scales, zeros, group_size, bias, config=cfg, checked=checked)
 
     if not autotune_enabled():
-        cfg = static_small_m_config(m, group, "f16x2" in runnable)
+        cfg = static_small_m_config(m, group, "f16x2" in runnable, "tc_f16x2" in runnable)
         if _path_of(cfg) not in runnable:  # the fixed rule's kernel was excluded: the first of the others
             cfg = (next(c for c in gemv_configs_for(m) if c.kwargs["DOT"] == int(m > 1)) if "gemv" in runnable
                    else next(c for c in get_splitk_configs() if _fits(c, group)))
@@ -224,7 +239,7 @@ def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, 
     pick = SMALL_M_PICKS.get((runnable, key))
     if pick is None:
         candidates = {"gemv": gemv_configs_for(m), "splitk": [c for c in get_splitk_configs() if _fits(c, group)],
-                      "f16x2": f16x2_configs()}
+                      "f16x2": f16x2_configs(), "tc_f16x2": list(tc_configs_for(group))}
         best = {p: tune(f"w4a16_{p}", key, candidates[p], run) for p in runnable}
         path = min(runnable, key=lambda p: tuned_us(f"w4a16_{p}", key))  # the fastest winner, same timing
         pick = SMALL_M_PICKS[(runnable, key)] = (path, best[path])

@@ -19,6 +19,7 @@ from kernels.w4a8_gemm import get_autotune_configs as w4a8_configs
 from kernels.w4a8_gemm import w4a8_gemm, w4a8_gemm_ref
 from kernels.w4a16_gemm import (
     SMALL_M_CONFIG,
+    SMALL_M_PATHS,
     SMALL_M_PICKS,
     get_splitk_configs,
     w4a16_gemm,
@@ -89,8 +90,8 @@ def test_w4a16_every_m(m):
     (n, k, g, d, s) for (n, k), g, d, s in itertools.product(CPU_SHAPES, GROUPS, DTYPES, [True, False])
     if _valid(k, g)], ids=str)
 def test_w4a16_grid(n, k, g, dtype, symmetric):
-    # M = 1: GEMV kernel (CUDA-core path); M = 3: split-K tiled kernel (the untuned small-M rule) and the GEMV
-    # kernel's tensor-core path; M = 17: tiled kernel
+    # M = 1: GEMV kernel (CUDA-core path); M = 3: the untuned small-M rule (fp16: the fp16x2 tensor-core kernel,
+    # bf16: the split-K tiled kernel) and the GEMV kernel's tensor-core path; M = 17: tiled kernel
     for m, fn in [(1, w4a16_gemm), (3, w4a16_gemm), (3, w4a16_gemv), (17, w4a16_gemm)]:
         run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric, fn=fn)
 
@@ -227,4 +228,4 @@ def test_gpu_tuned_small_m_dispatch(m, monkeypatch):
     monkeypatch.setenv("QSCHED_AUTOTUNE", "1")
     run_w4a16(m, 1000, 768, 128, torch.float16, False)
     picks = [p for (paths, key), p in SMALL_M_PICKS.items() if key[:3] == (1000, 768, 1 << (m - 1).bit_length())]
-    assert picks and picks[-1][0] in ("gemv", "splitk", "f16x2"), f"no small-M pick recorded for M={m}: {SMALL_M_PICKS}"
+    assert picks and picks[-1][0] in SMALL_M_PATHS, f"no small-M pick recorded for M={m}: {SMALL_M_PICKS}"

@@ -154,7 +154,7 @@ def test_dispatcher_checks_the_arguments_once(monkeypatch):
 
 
 def test_dispatch_reaches_the_f16x2_launcher_with_its_arguments(monkeypatch):
-    """The wiring on the CPU: with the kernel replaced by a recorder (inline PTX cannot run here), w4a16_gemm at
+    """The wiring (on any device): with the kernel replaced by a recorder (inline PTX cannot run here), w4a16_gemm at
     M = 1 with fp16 x takes the fp16x2 path under the fixed rule and launches it with x as int64 words, the
     packed words as int32 and the tile flags of this shape."""
     import kernels.w4a16_gemm as gemm
@@ -171,8 +171,8 @@ def test_dispatch_reaches_the_f16x2_launcher_with_its_arguments(monkeypatch):
     monkeypatch.setattr(gemm, "f16x2_eligible", lambda x: None)
     monkeypatch.setattr(f16x2, "w4a16_gemv_f16x2_kernel", Recorder())
     monkeypatch.setenv("QSCHED_AUTOTUNE", "0")
-    qweight, scales, zeros = _layer(40, 200, -1, False)
-    y = w4a16_gemm(torch.randn(1, 200).half(), qweight, scales, zeros, -1)
+    qweight, scales, zeros = (t.to(DEVICE) for t in _layer(40, 200, -1, False))
+    y = w4a16_gemm(torch.randn(1, 200).half().to(DEVICE), qweight, scales, zeros, -1)
     cfg = get_autotune_configs()[0].kwargs
     assert y.shape == (1, 40) and seen["grid"] == (-(-40 // cfg["BLOCK_N"]), 1, 1)
     x64, words = seen["args"][0], seen["args"][1]
