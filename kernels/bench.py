@@ -318,6 +318,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results", help="folder for kernels.md / kernels.csv / kernels_roofline.png")
     ap.add_argument("--plot", default=None, help="only redraw the roofline from this CSV")
+    ap.add_argument("--report", default=None, help="only rewrite DIR/kernels.md (and the roofline) from the run's "
+                                                   "DIR/kernels.csv and DIR/kernels_env.json, e.g. after editing "
+                                                   "kernels/bench_notes.md or DIR/kernels_reading.md")
     ap.add_argument("--only", default="ceil,gemm,smallm,elementwise,block,unet,dllm",
                     help="comma-separated sections to run (ceil is always measured)")
     ap.add_argument("--m-list", default=None, help="M values of the gemm section (default 1,16,128,4096)")
@@ -331,6 +334,13 @@ def main() -> None:
         from kernels.report import plot_roofline
 
         plot_roofline(Path(args.plot), Path(args.plot).with_name("kernels_roofline.png"))
+        return
+    if args.report:
+        from kernels.report import read_rows
+
+        out = Path(args.report)
+        saved = json.loads((out / "kernels_env.json").read_text())
+        save(read_rows(out / "kernels.csv"), saved["env"], saved["ceil"], out, write_data=False)
         return
     if args.dry_run:
         global ROTATE_BYTES
@@ -380,17 +390,21 @@ def main() -> None:
         save(rows, env, ceil, out)  # after each section: a run cut short still leaves its numbers
 
 
-def save(rows, env, ceil, out: Path) -> None:
+def save(rows, env, ceil, out: Path, write_data: bool = True) -> None:
+    """kernels.csv, kernels_env.json (machine, versions, command, ceilings), kernels_tuning.json, kernels.md and the
+    roofline into `out`; write_data=False (--report) keeps the run's CSV, environment and tuning files as they are."""
     from kernels._common import TUNED
     from kernels.report import plot_roofline, write_report
 
-    with open(out / "kernels.csv", "w", newline="") as f:
-        keys = list(dict.fromkeys(k for r in rows for k in r))  # every column, in first-seen order
-        wr = csv.DictWriter(f, fieldnames=keys)
-        wr.writeheader()
-        wr.writerows(rows)
-    tuning = [dict(kernel=name, key=[str(v) for v in key], us=times) for (name, key), times in TUNED.items()]
-    (out / "kernels_tuning.json").write_text(json.dumps(tuning, indent=1))
+    if write_data:
+        with open(out / "kernels.csv", "w", newline="") as f:
+            keys = list(dict.fromkeys(k for r in rows for k in r))  # every column, in first-seen order
+            wr = csv.DictWriter(f, fieldnames=keys)
+            wr.writeheader()
+            wr.writerows(rows)
+        (out / "kernels_env.json").write_text(json.dumps(dict(env=env, ceil=ceil), indent=1))
+        tuning = [dict(kernel=name, key=[str(v) for v in key], us=times) for (name, key), times in TUNED.items()]
+        (out / "kernels_tuning.json").write_text(json.dumps(tuning, indent=1))
     write_report(rows, env, ceil, out / "kernels.md")
     try:
         plot_roofline(out / "kernels.csv", out / "kernels_roofline.png", ceil)

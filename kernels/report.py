@@ -197,6 +197,9 @@ def write_report(rows, env, ceil, path: Path) -> None:
     notes = Path(__file__).with_name("bench_notes.md")
     if notes.exists():
         out += ["", notes.read_text().strip()]
+    reading = path.with_name("kernels_reading.md")  # notes on this run, written after it (kept by --report)
+    if reading.exists():
+        out += ["", reading.read_text().strip()]
     path.write_text("\n".join(out) + "\n")
 
 
