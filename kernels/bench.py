@@ -253,7 +253,7 @@ def gemm_rows(dev, shapes, m_list, impls_kept=None) -> list[dict]:
                 base = us if impl == "cublas_fp16" else base
                 eager = time_us(fns, graph=False, reps=5) if m <= 16 else float("nan")  # launch cost matters here
                 dtype = torch.bfloat16 if impl == "w4a16_bf16" else torch.float16
-                cfg = small_m_pick(n, k, m, dtype) if impl in ("w4a16", "w4a16_bf16") and m <= 16 else ""
+                cfg = small_m_pick(n, k, m, dtype) if impl in ("w4a16", "w4a16_bf16") and m <= 512 else ""
                 rows.append(dict(kind="gemm", shape=name, M=m, K=k, N=n, impl=impl, us=us, us_eager=eager,
                                  TFLOPs=2 * m * n * k / us / 1e6, TBps=nbytes / us / 1e6,
                                  intensity=2 * m * n * k / nbytes, speedup_vs_fp16=base / us,

@@ -237,7 +237,7 @@ def sass_report() -> list[str]:
     tc = tc_configs()[0]
     for pure in (True, False):
         const = dict(GROUP=128, HAS_ZEROS=True, HAS_BIAS=False, ATOMIC=True, EVEN_K=True, DEQ_ASM=True,
-                     DOT_DTYPE=tl.float16, ASM_TEXT=TC_ASM, CONS=TC_CONS, HALF_BLOCK=32, BLOCK_M=16,
+                     DOT_DTYPE=tl.float16, ASM_TEXT=TC_ASM, CONS=TC_CONS, HALF_BLOCK=32,
                      **{k: v for k, v in tc.kwargs.items() if k != "TC"}, PURE=pure)
         cases.append(("tc_f16x2" + ("" if pure else " (PURE=False)"), w4a16_tc_f16x2_kernel, sig, const, tc.num_warps,
                       False, tc.kwargs["BLOCK_N"] * 8 * tc.kwargs["NB"], tc.num_stages))

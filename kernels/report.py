@@ -12,7 +12,8 @@ import csv
 import math
 from pathlib import Path
 
-KERNELS = ["w4a16", "w4a16_bf16", "w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2", "w8a8_gemm", "w8a8_linear", "w4a8_gemm",
+KERNELS = ["w4a16", "w4a16_bf16", "w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2", "w8a8_gemm",
+           "w8a8_linear", "w4a8_gemm",
            "w4a8_linear"]
 BASELINES = ["cublas_fp16", "cublas_bf16", "torch_dequant_fp16", "torch_int_mm"]
 BIG_MB = 32.0
@@ -86,7 +87,8 @@ def _gemm_table(rows, m, ceil) -> list[str]:
         w4 = get("w4a16")
         row += [cell(w4, fp16), f"{w4['TBps']:.2f} ({100 * w4['TBps'] / ceil['copy_TBps']:.0f}%)",
                 cell(get("w4a16_bf16"), bf16)]
-        row += [cell(get(k), fp16) for k in ("w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2")] if small else []
+        small_impls = ("w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2")
+        row += [cell(get(k), fp16) for k in small_impls] if small else []
         row += [cell(get(k), fp16) for k in ("w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear")]
         if m > 16:
             row.append(cell(get("torch_int_mm"), fp16))
@@ -118,7 +120,7 @@ def _config_table(rows) -> list[str]:
     picked = [r for r in _pick(rows, impl="w4a16") if r.get("config")]
     if not picked:
         return []
-    return (["", "## Small-M W4A16: the kernel and config the tuner picked (fp16; gemv DOT=0: CUDA-core FMA, "
+    return (["", "## W4A16 up to M = 512: the kernel and config the tuner picked (fp16; gemv DOT=0: CUDA-core FMA, "
              "DOT=1: tensor cores; splitk: the tiled kernel with split-K; f16x2: the fp16x2 GEMV; tc_f16x2: fp16x2 "
              "dequantization into the tensor cores)", "",
              "| shape | M | picked |", "|---|---|---|"]

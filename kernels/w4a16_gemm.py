@@ -14,7 +14,9 @@ full fp16 weight and is slower than plain fp16. Here each tile is unpacked in re
     the fastest winner runs. In the H200 runs, the split-K tiled kernel won at M = 16 on every shape and the fp16x2
     GEMV at M = 1 on every layer >= 32 MB (results/kernels.md, results/kernels_f16x2/kernels.md);
     without tuning (QSCHED_AUTOTUNE=0, the interpreter) the fixed rule is `static_small_m_config`.
-  - M > 16: `w4a16_gemm_kernel`, output tiles as in the Triton matmul tutorial (`w4a16_tiled`).
+  - M > 16: `w4a16_gemm_kernel`, output tiles as in the Triton matmul tutorial (`w4a16_tiled`); up to MEDIUM_MAX_M
+    rows of fp16 x on a GPU that tunes, the faster of it and `w4a16_tc_f16x2` with 64- or 128-row blocks of x
+    (`w4a16_medium_m`).
 The tiled kernel's K loop steps NB 64-column packing blocks at a time (layout in int4_pack.py): one dot on the
 low-nibble planes (columns 0..31 of each block), one on the high planes (32..63). Each tile is dequantized in
 registers, (q - z) * s rounded to x's dtype exactly as the torch path rounds its dequantized weight, and accumulated
@@ -64,6 +66,8 @@ from .w4a16_tc_f16x2 import w4a16_tc_f16x2
 SMALL_M_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "SPLIT_K": 8, "NB": 2}, num_warps=4, num_stages=4)
 SMALL_M_PICKS: dict[tuple, tuple[str, triton.Config]] = {}  # (paths, tuning key) -> (path, config) to run
 SMALL_M_PATHS = ("gemv", "splitk", "f16x2", "tc_f16x2")  # the small-M kernels w4a16_small_m chooses among
+MEDIUM_M_PATHS = ("tiled", "tc_f16x2")  # what w4a16_medium_m chooses among, M = 17..MEDIUM_MAX_M
+MEDIUM_MAX_M = 512
 
 
 @lru_cache(maxsize=1)
@@ -183,12 +187,16 @@ def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
                config: triton.Config | None = None) -> torch.Tensor:
     """y = x @ W^T (+ bias) with W = (codes - zero) * scale from `pack_int4_weight`; x (..., K) fp16/bf16.
 
-    M <= 16 rows run on the faster of `w4a16_gemv` and the split-K tiled kernel (`w4a16_small_m`), more rows on the
-    tiled kernel; `config` forces one configuration (a GEMV config has a DOT key; tests, benchmarks); by default the
-    GPU tunes.
+    M <= 16 rows run on the fastest small-M kernel (`w4a16_small_m`); M = 17..MEDIUM_MAX_M with fp16 x on a GPU
+    that tunes, on the faster of the tiled kernel and `w4a16_tc_f16x2` (`w4a16_medium_m`); otherwise the tiled
+    kernel. `config` forces one configuration (its keys name its kernel; tests, benchmarks); by default the GPU tunes.
     """
     m = x.reshape(-1, x.shape[-1]).shape[0]
     if m > GEMV_MAX_M:
+        if config is not None and _path_of(config) == "tc_f16x2":
+            return w4a16_tc_f16x2(x, qweight, scales, zeros, group_size, bias, config)
+        if config is None and m <= MEDIUM_MAX_M and autotune_enabled() and tc_eligible(x) is None:
+            return w4a16_medium_m(x, qweight, scales, zeros, group_size, bias)
         return w4a16_tiled(x, qweight, scales, zeros, group_size, bias, config)
     if config is None:
         return w4a16_small_m(x, qweight, scales, zeros, group_size, bias)
@@ -202,7 +210,7 @@ def _small_m_kernel(path: str):
 
 def _path_of(cfg: triton.Config) -> str:
     kw = cfg.kwargs
-    return "f16x2" if "F16X2" in kw else "tc_f16x2" if "TC" in kw else "gemv" if "DOT" in kw else "splitk"
+    return "f16x2" if "F16X2" in kw else "tc_f16x2" if "TC" in kw else "gemv" if "DOT" in kw else "splitk"  # or tiled
 
 
 def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
@@ -243,6 +251,28 @@ def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, 
         best = {p: tune(f"w4a16_{p}", key, candidates[p], run) for p in runnable}
         path = min(runnable, key=lambda p: tuned_us(f"w4a16_{p}", key))  # the fastest winner, same timing
         pick = SMALL_M_PICKS[(runnable, key)] = (path, best[path])
+    return run(pick[1])
+
+
+def w4a16_medium_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
+                   group_size: int = 128, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """M = 17..MEDIUM_MAX_M, fp16 x, on a GPU that tunes: the faster of the tiled kernel and w4a16_tc_f16x2 (with
+    64- or 128-row blocks of x), each tuned over its own configs for this shape, as w4a16_small_m does."""
+    checked = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
+    k, n, group = checked
+    m = x.numel() // k if k else 0
+    key = (n, k, triton.next_power_of_2(m), group, zeros is not None, bias is not None, x.dtype)
+
+    def run(cfg: triton.Config) -> torch.Tensor:
+        kernel = w4a16_tc_f16x2 if _path_of(cfg) == "tc_f16x2" else w4a16_tiled
+        return kernel(x, qweight, scales, zeros, group_size, bias, config=cfg, checked=checked)
+
+    pick = SMALL_M_PICKS.get((MEDIUM_M_PATHS, key))
+    if pick is None:
+        candidates = {"tiled": _configs_for(group), "tc_f16x2": list(tc_configs_for(group, True))}
+        best = {p: tune(f"w4a16_{p}", key, candidates[p], run) for p in MEDIUM_M_PATHS}
+        path = min(MEDIUM_M_PATHS, key=lambda p: tuned_us(f"w4a16_{p}", key))
+        pick = SMALL_M_PICKS[(MEDIUM_M_PATHS, key)] = (path, best[path])
     return run(pick[1])
 
 

@@ -1,4 +1,4 @@
-"""W4A16 at M = 3..16 with fp16 activations: weights dequantized two at a time in fp16x2, multiplied on the tensor cores.
+"""W4A16 from M = 3 with fp16 activations: weights dequantized two at a time in fp16x2, multiplied on tensor cores.
 
 Why another small-M kernel: from M = 3 the CUDA-core GEMVs lose (each row of x re-reads the weights or the
 multiply-adds grow with M), and the tensor-core kernels that took over (the split-K tiled kernel in w4a16_gemm.py,
@@ -18,10 +18,11 @@ tile, inline PTX (`ASM`, pack = 4: one 32-bit register of 4 uint8 in, 4 fp16 of 
 That is 14 instructions per 8 weights (1.75 a weight) against the 6-8 of the kernels above.
 
 Tried: Triton moves the (pure) asm into the tensor-core operand layout, converting the uint8 tile rather than the
-fp16 one, and there a thread's four bytes are not adjacent: extra PRMT and LDS gather them, 5.91 loop instructions a
-weight on sm_90 (`kernels/gemv_study.py --sass`). Declared not pure (`PURE = False`) the asm stays in the load layout
-and the loop needs 4.59, but on one H200 it ran 1.4x slower (8192 x 8192 at M = 16: 38 us against 28 us; both loops
-are software-pipelined, the cause was not established), so the pure form is the default.
+fp16 one, and there a thread's four bytes are not adjacent: extra PRMT and LDS gather them, 5.20 loop instructions a
+weight on sm_90 for the first config (`kernels/gemv_study.py --sass`). Declared not pure (`PURE = False`) the asm stays
+in the load layout and the loop needs 4.17, but on one H200 it ran 1.4x slower (64-row tiles, 8192 x 8192 at
+M = 16: 38 us against 28 us; both loops are software-pipelined, the cause was not established), so the pure form is
+the default.
 
 Byte i of a tile row holds column 64 (i // 32) + i % 32 in its low nibble and 32 more in its high one (int4_pack.py),
 so the low plane of a tile is the (BLOCK_N, 32 NB) matrix of low nibbles in byte order, and x is loaded at the same
@@ -29,7 +30,8 @@ columns. A tile never straddles two groups (NB = 1 or 64 NB <= G), so each plane
 K is split into SPLIT_K slices whose fp16 partial sums meet by atomic adds in a zeroed output.
 
 Limits (checked by the launcher, with the fix in the message): fp16 x (bf16 has 7 mantissa bits, too few for
-1024 + 16 u), at most 16 rows of x. With DEQ_ASM = 0 (the interpreter, the CPU tests) the same kernel
+1024 + 16 u). Above 16 rows of x, the grid also splits M into 64- or 128-row blocks (`get_medium_configs`).
+With DEQ_ASM = 0 (the interpreter, the CPU tests) the same kernel
 dequantizes with plain Triton integer and float operations instead, so the tile walk, masks and dots are tested
 without a GPU.
 
@@ -49,7 +51,7 @@ from ._common import autotune_enabled, cdiv, flatten_rows, float_dot_dtype, inte
 from .int4_pack import HALF, check_w4_args
 from .w4a16_gemv_f16x2 import _half2, _prmt
 
-MAX_M = 16
+SMALL_M = 16  # up to here one 16-row block of x per program; above, 64- or 128-row blocks (MEDIUM configs)
 
 # outputs $0 $1: the low-plane fp16 weights of bytes (0, 1) and (2, 3), $2 $3: the high plane's; inputs $4: the four
 # bytes; per pair of bytes, half2 of 1024 + z_lo ($5 $6), of -(64 + z_hi) ($7 $8), of s_lo ($9 $10), of s_hi
@@ -85,17 +87,29 @@ def get_autotune_configs() -> list[triton.Config]:
     table = [(32, 2, 4, 2, 3), (32, 2, 8, 1, 2), (32, 2, 8, 2, 3), (32, 2, 4, 1, 2), (32, 2, 2, 2, 3),
              (16, 2, 8, 1, 2), (64, 2, 4, 4, 3), (64, 2, 8, 4, 3), (64, 2, 16, 4, 3), (128, 2, 8, 4, 3),
              (32, 1, 8, 2, 3), (32, 1, 16, 1, 2), (64, 1, 16, 4, 4)]
-    return [triton.Config({"TC": 1, "BLOCK_N": bn, "NB": nb, "SPLIT_K": sk}, num_warps=w, num_stages=st)
+    return [triton.Config({"TC": 1, "BLOCK_N": bn, "NB": nb, "SPLIT_K": sk, "BLOCK_M": 16}, num_warps=w, num_stages=st)
             for bn, nb, sk, w, st in table]
+
+
+@lru_cache(maxsize=1)
+def get_medium_configs() -> list[triton.Config]:
+    """Candidates for M > 16 (a batch of prompts, a prefill): BLOCK_M rows of x per program as well, so each
+    weight tile is dequantized once per BLOCK_M rows; untimed on a GPU when first written (the tuner picks)."""
+    table = [(64, 2, 1, 128, 4, 3), (128, 2, 1, 128, 8, 3), (64, 2, 2, 128, 4, 3), (128, 2, 1, 64, 4, 3),
+             (64, 2, 1, 64, 4, 3), (32, 2, 2, 64, 2, 3), (128, 2, 2, 128, 8, 3), (64, 1, 1, 128, 4, 3),
+             (64, 1, 2, 64, 4, 3)]
+    return [triton.Config({"TC": 1, "BLOCK_N": bn, "NB": nb, "SPLIT_K": sk, "BLOCK_M": bm}, num_warps=w,
+                          num_stages=st) for bn, nb, sk, bm, w, st in table]
 
 
 def _fits(cfg: triton.Config, group: int) -> bool:
     return cfg.kwargs["NB"] == 1 or 64 * cfg.kwargs["NB"] <= group  # a tile must not straddle two groups
 
 
-@lru_cache(maxsize=8)
-def configs_for(group: int) -> tuple[triton.Config, ...]:
-    return tuple(c for c in get_autotune_configs() if _fits(c, group))
+@lru_cache(maxsize=16)
+def configs_for(group: int, medium: bool = False) -> tuple[triton.Config, ...]:
+    """The configs for this group size (no tile across two groups): small-M ones, or (medium=True) those of M > 16."""
+    return tuple(c for c in (get_medium_configs() if medium else get_autotune_configs()) if _fits(c, group))
 
 
 @triton.jit(do_not_specialize=["M"])
@@ -112,9 +126,9 @@ def w4a16_tc_f16x2_kernel(
     CONS: tl.constexpr, HALF_BLOCK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, NB: tl.constexpr,
     SPLIT_K: tl.constexpr, PURE: tl.constexpr = True,
 ):
-    pid_n, pid_k = tl.program_id(0), tl.program_id(1)
+    pid_n, pid_k, pid_m = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m = tl.arange(0, BLOCK_M)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     i = tl.arange(0, NB * HALF_BLOCK)  # byte of the tile row
     col = (i // HALF_BLOCK) * 64 + i % HALF_BLOCK  # its low-nibble column in the tile; high = col + 32
     rmask = rows < N
@@ -151,7 +165,8 @@ def w4a16_tc_f16x2_kernel(
                 ASM_TEXT, CONS,
                 [byte, tl.broadcast_to((z_lo + 1024.0).to(tl.float16)[:, None], (BLOCK_N, NB * HALF_BLOCK)),
                  tl.broadcast_to((-(z_hi + 64.0)).to(tl.float16)[:, None], (BLOCK_N, NB * HALF_BLOCK)),
-                 tl.broadcast_to(s_lo[:, None], (BLOCK_N, NB * HALF_BLOCK)), tl.broadcast_to(s_hi[:, None], (BLOCK_N, NB * HALF_BLOCK))],
+                 tl.broadcast_to(s_lo[:, None], (BLOCK_N, NB * HALF_BLOCK)),
+                 tl.broadcast_to(s_hi[:, None], (BLOCK_N, NB * HALF_BLOCK))],
                 dtype=(tl.float16, tl.float16), is_pure=PURE, pack=4)  # PURE: see the module docstring
         else:  # the same numbers with Triton operations: (u - z) * s rounded once to x's dtype
             w_lo = (((byte & 0xF).to(tl.float32) - z_lo[:, None]) * s_lo.to(tl.float32)[:, None]).to(DOT_DTYPE)
@@ -174,9 +189,6 @@ def eligible(x: torch.Tensor) -> str | None:
     if x.dtype != torch.float16:
         return (f"w4a16_tc_f16x2 takes fp16 activations, got {x.dtype}; use w4a16_gemm (bf16 has too few mantissa "
                 "bits for the 1024 + 16 u trick)")
-    m = x.numel() // max(x.shape[-1], 1)
-    if m > MAX_M:
-        return f"w4a16_tc_f16x2 takes at most {MAX_M} rows of x, got M={m}; use w4a16_gemm"
     return None
 
 
@@ -184,8 +196,9 @@ def w4a16_tc_f16x2(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
                    group_size: int = 128, bias: torch.Tensor | None = None,
                    config: triton.Config | None = None, *,
                    checked: tuple[int, int, int] | None = None) -> torch.Tensor:
-    """y = x @ W^T (+ bias) for fp16 x (..., K) with at most 16 rows; arguments as w4a16_gemm. The fastest config per
-    shape on a GPU (`tune`), or `config`; `checked` as in w4a16_gemv (the dispatcher ran the checks)."""
+    """y = x @ W^T (+ bias) for fp16 x (..., K), any number of rows (w4a16_gemm sends it M <= 16, and larger M where
+    its tuner timed it faster than the tiled kernel); arguments as w4a16_gemm. The fastest config per shape on a GPU
+    (`tune`), or `config`; `checked` as in w4a16_gemv (the dispatcher ran the checks)."""
     if checked is None:
         k, n, group = check_w4_args(x, qweight, scales, zeros, group_size, bias, (torch.float16, torch.bfloat16))
         why = eligible(x)
@@ -205,16 +218,17 @@ def w4a16_tc_f16x2(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
         split = min(kw["SPLIT_K"], cdiv(k, 64 * kw["NB"]))
         y = (torch.zeros if split > 1 else torch.empty)(m, n, dtype=torch.float16, device=x.device)
         opts = {} if interp else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-        w4a16_tc_f16x2_kernel[(cdiv(n, kw["BLOCK_N"]), split)](
+        w4a16_tc_f16x2_kernel[(cdiv(n, kw["BLOCK_N"]), split, cdiv(m, kw["BLOCK_M"]))](
             x2, qweight, scales, zeros if zeros is not None else scales, bias if bias is not None else scales, y,
             m, n, k, x2.stride(0), qweight.stride(0), scales.stride(0), y.stride(0),
             GROUP=group, HAS_ZEROS=zeros is not None, HAS_BIAS=bias is not None, ATOMIC=split > 1,
             EVEN_K=k % (64 * kw["NB"]) == 0, DEQ_ASM=not interp, DOT_DTYPE=float_dot_dtype(torch.float16),
-            ASM_TEXT=ASM, CONS=CONSTRAINTS, HALF_BLOCK=HALF, BLOCK_M=16, BLOCK_N=kw["BLOCK_N"], NB=kw["NB"], SPLIT_K=split, **opts)
+            ASM_TEXT=ASM, CONS=CONSTRAINTS, HALF_BLOCK=HALF, BLOCK_M=kw["BLOCK_M"], BLOCK_N=kw["BLOCK_N"],
+            NB=kw["NB"], SPLIT_K=split, **opts)
         return y
 
     if config is None:
-        configs = configs_for(group)
+        configs = configs_for(group, m > SMALL_M)
         config = (tune("w4a16_tc_f16x2", (n, k, triton.next_power_of_2(m), group, zeros is not None,
                                           bias is not None), list(configs), run)
                   if autotune_enabled() else configs[0])
@@ -269,7 +283,8 @@ def emulate_bytes(b4, z_lo, z_hi, s_lo, s_hi, text: str = ASM) -> tuple[np.ndarr
         per(s_lo), per(s_hi)
     ops = {"$4": w}
     for i, v in enumerate((zl, zh, sl, sh)):  # $5 $6, $7 $8, $9 $10, $11 $12: elements (0, 1) and (2, 3)
-        ops[f"${5 + 2 * i}"], ops[f"${6 + 2 * i}"] = _pack_half2(v[..., 0], v[..., 1]), _pack_half2(v[..., 2], v[..., 3])
+        ops[f"${5 + 2 * i}"] = _pack_half2(v[..., 0], v[..., 1])
+        ops[f"${6 + 2 * i}"] = _pack_half2(v[..., 2], v[..., 3])
     r = run_ptx(text, ops)
     out = [np.stack(_half2(r["$0"]) + _half2(r["$1"]), -1), np.stack(_half2(r["$2"]) + _half2(r["$3"]), -1)]
     return out[0], out[1]

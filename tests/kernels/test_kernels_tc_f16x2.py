@@ -1,8 +1,9 @@
-"""The fp16x2-dequantizing tensor-core W4A16 kernel for M = 3..16 (kernels/w4a16_tc_f16x2.py).
+"""The fp16x2-dequantizing tensor-core W4A16 kernel, M >= 3 (kernels/w4a16_tc_f16x2.py).
 
 CPU: the inline PTX cannot run in the interpreter, so its text runs in numpy (`emulate_bytes`): it must give the
 torch path's dequantized fp16 weights bit for bit on whole layers and be elementwise (any four bytes, each with its
-own zero and scale), and both checks are shown able to fail (swapped byte selectors; one zero for all four bytes); the kernel's tile walk, masks and dots run in the interpreter with its Triton dequantization
+own zero and scale), and both checks are shown able to fail (swapped byte selectors; one zero for all four bytes);
+the kernel's tile walk, masks and dots run in the interpreter with its Triton dequantization
 (DEQ_ASM = 0), every config once; the launcher's errors. GPU (`gpu`): the PTX path on the full grid.
 """
 import numpy as np
@@ -13,7 +14,14 @@ from kernel_helpers import DEVICE, TOL, assert_close_report
 from kernels._common import label
 from kernels.int4_pack import pack_int4_weight, unpack_int4_ref
 from kernels.w4a16_gemm import w4a16_gemm_ref
-from kernels.w4a16_tc_f16x2 import ASM, configs_for, emulate_bytes, get_autotune_configs, w4a16_tc_f16x2
+from kernels.w4a16_tc_f16x2 import (
+    ASM,
+    configs_for,
+    emulate_bytes,
+    get_autotune_configs,
+    get_medium_configs,
+    w4a16_tc_f16x2,
+)
 from qsched_core.quant.primitives import choose_qparams, dequantize, quantize
 
 M_GRID = [1, 2, 3, 15, 16]
@@ -90,22 +98,27 @@ def test_matches_reference(m, n, k, g, symmetric, bias):
     _run(m, n, k, g, symmetric, bias=bias)
 
 
-@pytest.mark.parametrize("cfg", get_autotune_configs(), ids=label)
+@pytest.mark.parametrize("cfg", get_autotune_configs() + get_medium_configs(), ids=label)
 def test_every_config(cfg):
-    _run(5, 70, 320, 64 if cfg.kwargs["NB"] == 1 else -1, False, cfg)  # K = 320 ends inside a 128-column tile
+    m = 5 if cfg.kwargs["BLOCK_M"] == 16 else 70  # a medium config: two blocks of 64 rows, or one of 128 part-filled
+    _run(m, 70, 320, 64 if cfg.kwargs["NB"] == 1 else -1, False, cfg)  # K = 320 ends inside a 128-column tile
 
 
 def test_configs_never_straddle_a_group():
-    assert all(c.kwargs["NB"] == 1 for c in configs_for(32))
-    assert len(configs_for(128)) == len(get_autotune_configs())
+    for medium, every in ((False, get_autotune_configs()), (True, get_medium_configs())):
+        assert all(c.kwargs["NB"] == 1 for c in configs_for(32, medium)) and configs_for(32, medium)
+        assert len(configs_for(128, medium)) == len(every)
+
+
+def test_untuned_large_m_runs_the_first_medium_config():
+    """Without tuning, more than 16 rows take the first medium config (64- or 128-row blocks of x)."""
+    _run(40, 33, 256, 64, False, bias=True)
 
 
 def test_launcher_errors():
     qweight, scales, zeros = (t.to(DEVICE) for t in _layer(16, 256, 64, False))
     with pytest.raises(ValueError, match="fp16 activations.*use w4a16_gemm"):
         w4a16_tc_f16x2(torch.randn(4, 256).bfloat16().to(DEVICE), qweight, scales, zeros, 64)
-    with pytest.raises(ValueError, match="at most 16 rows.*M=17"):
-        w4a16_tc_f16x2(torch.randn(17, 256).half().to(DEVICE), qweight, scales, zeros, 64)
     nb2 = next(c for c in get_autotune_configs() if c.kwargs["NB"] == 2)
     q32, s32, z32 = (t.to(DEVICE) for t in _layer(16, 256, 32, False))
     with pytest.raises(ValueError, match="NB=2 spans 128 columns.*use NB = 1"):
@@ -113,7 +126,7 @@ def test_launcher_errors():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("m", [1, 3, 8, 16], ids=str)
+@pytest.mark.parametrize("m", [1, 3, 8, 16, 17, 100, 300], ids=str)
 @pytest.mark.parametrize("n,k", [(1000, 768), (257, 1280), (40, 200), (4096, 4096)], ids=str)
 @pytest.mark.parametrize("g,symmetric", [(128, False), (32, False), (-1, True), (64, True)], ids=str)
 def test_gpu_grid(m, n, k, g, symmetric):
@@ -123,8 +136,25 @@ def test_gpu_grid(m, n, k, g, symmetric):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", get_autotune_configs(), ids=label)
+@pytest.mark.parametrize("cfg", get_autotune_configs() + get_medium_configs(), ids=label)
 def test_gpu_every_config(cfg):
-    for m in (3, 16):
+    for m in ((3, 16) if cfg.kwargs["BLOCK_M"] == 16 else (17, 200)):
         _run(m, 1000, 1280, 64 if cfg.kwargs["NB"] == 1 else 128, False, cfg,
              bias=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m", [40, 128, 512])
+def test_gpu_tuned_medium_m_dispatch(m, monkeypatch):
+    """With tuning on, w4a16_gemm at M = 17..512 (fp16) times the tiled kernel and this one, runs the faster and
+    stays right; the pick is recorded for the benchmark's report."""
+    from kernels.w4a16_gemm import MEDIUM_M_PATHS, SMALL_M_PICKS, w4a16_gemm
+
+    monkeypatch.setenv("QSCHED_AUTOTUNE", "1")
+    qweight, scales, zeros = (t.cuda() for t in _layer(1000, 768, 128, False))
+    x = torch.randn(m, 768, generator=torch.Generator().manual_seed(1)).half()
+    out = w4a16_gemm(x.cuda(), qweight, scales, zeros, 128).cpu()
+    assert_close_report(out, w4a16_gemm_ref(x, *(t.cpu() for t in (qweight, scales, zeros)), 128), TOL[torch.float16])
+    bucket = (1000, 768, 1 << (m - 1).bit_length())
+    picks = [p for (paths, key), p in SMALL_M_PICKS.items() if paths == MEDIUM_M_PATHS and key[:3] == bucket]
+    assert picks and picks[-1][0] in MEDIUM_M_PATHS
