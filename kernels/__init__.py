@@ -9,8 +9,10 @@ Files (one per kernel, each = `*_kernel` + a checking launcher + a `*_ref` built
   w4a16_gemv.py  int4 weights x fp16/bf16 activations at M <= 16: a split-K stream over int32 words of codes
   w4a16_gemv_f16x2.py  fp16 activations at M <= 2: dequantization and products two at a time in fp16x2 (inline
                  PTX, explicit Gluon layouts); the fastest M = 1 kernel measured here
-  w4a16_gemm.py  tiled, fused dequantization before tl.dot (M > 16; with split-K also M <= 16, where
-                 `w4a16_gemm` runs whichever of it and the GEMV kernel its tuner timed faster)
+  w4a16_tc_f16x2.py  fp16 activations from M = 3: the same fp16x2 dequantization feeding the tensor cores (weights
+                 as the left operand, split-K); the fastest M = 3..16 kernel measured here, and at M = 128
+  w4a16_gemm.py  tiled, fused dequantization before tl.dot (M > 16; with split-K also M <= 16); `w4a16_gemm`
+                 dispatches by M and runs the kernel its tuner timed fastest
   w8a8_gemm.py   int8 x int8 on the tensor cores, per-token x per-channel scale epilogue
   w4a8_gemm.py   int4 weights x int8 activations, integer dot per group
   act_quant.py   fused per-token dynamic int8 activation quantization
