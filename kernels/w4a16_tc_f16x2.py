@@ -19,10 +19,10 @@ That is 14 instructions per 8 weights (1.75 a weight) against the 6-8 of the ker
 
 Tried: Triton moves the (pure) asm into the tensor-core operand layout, converting the uint8 tile rather than the
 fp16 one, and there a thread's four bytes are not adjacent: extra PRMT and LDS gather them, 5.20 loop instructions a
-weight on sm_90 for the first config (`kernels/gemv_study.py --sass`). Declared not pure (`PURE = False`) the asm stays
-in the load layout and the loop needs 4.17, but on one H200 it ran 1.4x slower (64-row tiles, 8192 x 8192 at
-M = 16: 38 us against 28 us; both loops are software-pipelined, the cause was not established), so the pure form is
-the default.
+weight on sm_90 for the first config (`kernels/gemv_study.py --sass`). Declared not pure (`PURE = False`) the asm
+stays in the load layout and the loop needs 4.17, but on one H200 it ran 1.4x slower (results/tc_study/; 64-row
+tiles, 8192 x 8192 at M = 16: 38 us against 28 us; both loops are software-pipelined, the cause was not established),
+so the pure form is the default.
 
 Byte i of a tile row holds column 64 (i // 32) + i % 32 in its low nibble and 32 more in its high one (int4_pack.py),
 so the low plane of a tile is the (BLOCK_N, 32 NB) matrix of low nibbles in byte order, and x is loaded at the same
