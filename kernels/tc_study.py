@@ -6,11 +6,13 @@
              (wrong sums, same traffic), the PTX dequantization against Triton's own (DEQ_ASM = 0), the asm declared
              not pure (PURE = False), and the launcher's zeroed output (one memset) included;
   --sweep    48 configs through the launcher (zeroed output included) on the five large layers at M = 4 and 16,
-             the six fastest of each.
+             the six fastest of each;
+  --medium   the same at M = 128 and 512 over 64- and 128-row blocks of x (`get_medium_configs` is a first guess,
+             never swept), next to the tiled kernel tuned over its own configs.
 Times are CUDA-graph replays with every call on its own copy of the weights (kernels/bench.py's `time_us`).
 The logs of the runs that kernels/bench_notes.md quotes are in results/tc_study/ (README there).
 
-Run:  python kernels/tc_study.py --compare | --probe | --sweep      (a CUDA GPU)
+Run:  python kernels/tc_study.py --compare | --probe | --sweep | --medium      (a CUDA GPU)
 """
 from __future__ import annotations
 
@@ -97,23 +99,49 @@ def probe() -> None:
         torch.cuda.empty_cache()
 
 
-def sweep() -> None:
-    for name, k, n in [lay for lay in LAYERS if lay[0] != "sd-ff-up"]:
+def _sweep(layers, m_list, configs, baseline=None) -> None:
+    """Time every (BLOCK_N, NB, SPLIT_K, BLOCK_M, warps, stages) config through the launcher on each layer and M;
+    print cuBLAS and the six fastest (with `baseline(x, q0)` -> (label, us) added to the ranking when given)."""
+    for name, k, n in layers:
         wfs, qs = _layer(k, n)
-        for m in (4, 16):
+        for m in m_list:
             x = torch.randn(m, k, device="cuda", dtype=torch.float16)
             fp = time_us([lambda wf=wf: F.linear(x, wf) for wf in wfs])
-            res = {}
-            for bn, nb, sk, w, st in SWEEP_CONFIGS:
-                cfg = triton.Config({"TC": 1, "BLOCK_N": bn, "NB": nb, "SPLIT_K": sk, "BLOCK_M": 16}, num_warps=w,
+            res = dict([baseline(x, qs[0])]) if baseline else {}
+            for bn, nb, sk, bm, w, st in configs:
+                cfg = triton.Config({"TC": 1, "BLOCK_N": bn, "NB": nb, "SPLIT_K": sk, "BLOCK_M": bm}, num_warps=w,
                                     num_stages=st)
-                res[(bn, nb, sk, w, st)] = time_us([lambda q=q, c=cfg: w4a16_tc_f16x2(x, *q, 128, config=c)
-                                                    for q in qs])
-            best = sorted((v, c) for c, v in res.items() if v == v)[:6]
+                try:
+                    res[(bn, nb, sk, bm, w, st)] = time_us([lambda q=q, c=cfg: w4a16_tc_f16x2(x, *q, 128, config=c)
+                                                            for q in qs])
+                except Exception as e:  # out of shared memory or registers: skip the config, say so
+                    print(f"  {(bn, nb, sk, bm, w, st)} did not run: {type(e).__name__}", flush=True)
+            best = sorted((v, str(c)) for c, v in res.items() if v == v)[:6]
             print(f"{name} M={m} cuBLAS {fp:.1f}: " + ", ".join(f"{c} {v:.1f} ({fp / v:.2f}x)" for v, c in best),
                   flush=True)
         del wfs, qs
         torch.cuda.empty_cache()
+
+
+def sweep() -> None:
+    _sweep([lay for lay in LAYERS if lay[0] != "sd-ff-up"], (4, 16),
+           [(bn, nb, sk, 16, w, st) for bn, nb, sk, w, st in SWEEP_CONFIGS])
+
+
+MEDIUM_SWEEP = [(bn, 2, sk, bm, w, st) for bm in (64, 128) for bn, w in [(32, 2), (64, 4), (128, 4), (128, 8)]
+                for sk in (1, 2, 4) for st in (3, 4)]
+
+
+def medium() -> None:
+    from kernels._common import tune, tuned_us
+    from kernels.w4a16_gemm import _configs_for, w4a16_tiled
+
+    def tiled(x, q0):  # the tiled kernel, tuned over its own configs for this shape
+        key = (q0[0].shape[0], x.shape[1], x.shape[0], "study")
+        tune("tiled_study", key, _configs_for(128), lambda c: w4a16_tiled(x, *q0, 128, config=c))
+        return "tiled (tuned)", tuned_us("tiled_study", key)
+
+    _sweep([lay for lay in LAYERS if lay[0] != "sd-ff-up"], (128, 512), MEDIUM_SWEEP, tiled)
 
 
 def main() -> None:
@@ -122,11 +150,12 @@ def main() -> None:
     mode.add_argument("--compare", action="store_true")
     mode.add_argument("--probe", action="store_true")
     mode.add_argument("--sweep", action="store_true")
+    mode.add_argument("--medium", action="store_true")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("kernels/tc_study.py times kernels on a CUDA GPU")
     torch.manual_seed(0)
-    (compare if args.compare else probe if args.probe else sweep)()
+    (compare if args.compare else probe if args.probe else sweep if args.sweep else medium)()
 
 
 if __name__ == "__main__":
