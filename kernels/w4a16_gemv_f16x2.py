@@ -50,6 +50,31 @@ from .int4_pack import check_w4_args
 
 MAX_M = 2  # above this the tensor-core kernels win: each row of x re-reads the weights here
 
+def dequant_ptx(word: str, z_lo: tuple[str, str], z_hi: tuple[str, str], s_lo: tuple[str, str],
+                s_hi: tuple[str, str], out: tuple[str, str, str, str] = ("a0", "a1", "b0", "b1")) -> str:
+    """The PTX lines that turn the four bytes of register `word` into eight fp16 weights (u - z) s, as half2 pairs
+    (steps 1-3 of the module docstring): out[0] / out[1] = the low nibbles of bytes (0, 1) / (2, 3), out[2] / out[3]
+    = the high ones. z_lo, z_hi, s_lo, s_hi name the half2 operands of 1024 + z_lo, -(64 + z_hi), s_lo and s_hi, one
+    for bytes (0, 1) and one for (2, 3) (the same operand twice where the four bytes share one row and group). The
+    lines use the registers p0, p1, a0, a1, b0, b1 and k; both fp16x2 kernels build their asm from them."""
+    return f"""prmt.b32 p0, {word}, {word}, 0x1100;
+prmt.b32 p1, {word}, {word}, 0x3322;
+lop3.b32 a0, p0, 0x000F000F, 0x64006400, 0xEA;
+lop3.b32 b0, p0, 0x00F000F0, 0x64006400, 0xEA;
+lop3.b32 a1, p1, 0x000F000F, 0x64006400, 0xEA;
+lop3.b32 b1, p1, 0x00F000F0, 0x64006400, 0xEA;
+sub.f16x2 a0, a0, {z_lo[0]};
+sub.f16x2 a1, a1, {z_lo[1]};
+mov.b32 k, 0x2C002C00;
+fma.rn.f16x2 b0, b0, k, {z_hi[0]};
+fma.rn.f16x2 b1, b1, k, {z_hi[1]};
+mul.rn.f16x2 {out[0]}, a0, {s_lo[0]};
+mul.rn.f16x2 {out[1]}, a1, {s_lo[1]};
+mul.rn.f16x2 {out[2]}, b0, {s_hi[0]};
+mul.rn.f16x2 {out[3]}, b1, {s_hi[1]};
+"""
+
+
 # $0: fp32 sum of the word's 8 products; $1 word; $2 / $3: half2 of (1024 + z_lo) / -(64 + z_hi);
 # $4 / $5: half2 of s_lo / s_hi; $6 / $7: x columns 4j..4j+3 / 32+4j..32+4j+3 as int64 (4 fp16 each)
 ASM = """{
@@ -58,22 +83,7 @@ ASM = """{
 .reg .f32 f0, f1;
 mov.b64 {xl0, xl1}, $6;
 mov.b64 {xh0, xh1}, $7;
-prmt.b32 p0, $1, $1, 0x1100;
-prmt.b32 p1, $1, $1, 0x3322;
-lop3.b32 a0, p0, 0x000F000F, 0x64006400, 0xEA;
-lop3.b32 b0, p0, 0x00F000F0, 0x64006400, 0xEA;
-lop3.b32 a1, p1, 0x000F000F, 0x64006400, 0xEA;
-lop3.b32 b1, p1, 0x00F000F0, 0x64006400, 0xEA;
-sub.f16x2 a0, a0, $2;
-sub.f16x2 a1, a1, $2;
-mov.b32 k, 0x2C002C00;
-fma.rn.f16x2 b0, b0, k, $3;
-fma.rn.f16x2 b1, b1, k, $3;
-mul.rn.f16x2 a0, a0, $4;
-mul.rn.f16x2 a1, a1, $4;
-mul.rn.f16x2 b0, b0, $5;
-mul.rn.f16x2 b1, b1, $5;
-mul.rn.f16x2 t, a0, xl0;
+""" + dequant_ptx("$1", ("$2", "$2"), ("$3", "$3"), ("$4", "$4"), ("$5", "$5")) + """mul.rn.f16x2 t, a0, xl0;
 fma.rn.f16x2 t, a1, xl1, t;
 fma.rn.f16x2 t, b0, xh0, t;
 fma.rn.f16x2 t, b1, xh1, t;

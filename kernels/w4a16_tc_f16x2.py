@@ -49,7 +49,7 @@ import triton.language as tl
 
 from ._common import autotune_enabled, cdiv, flatten_rows, float_dot_dtype, interpreting, tune
 from .int4_pack import HALF, check_w4_args
-from .w4a16_gemv_f16x2 import _half2, _prmt
+from .w4a16_gemv_f16x2 import _half2, _prmt, dequant_ptx
 
 SMALL_M = 16  # up to here one 16-row block of x per program; above, 64- or 128-row blocks (MEDIUM configs)
 
@@ -59,22 +59,7 @@ SMALL_M = 16  # up to here one 16-row block of x per program; above, 64- or 128-
 # the tensor-core operand layout, where a thread's four bytes need not be adjacent or of one row).
 ASM = """{
 .reg .b32 p0, p1, a0, a1, b0, b1, k;
-prmt.b32 p0, $4, $4, 0x1100;
-prmt.b32 p1, $4, $4, 0x3322;
-lop3.b32 a0, p0, 0x000F000F, 0x64006400, 0xEA;
-lop3.b32 a1, p1, 0x000F000F, 0x64006400, 0xEA;
-lop3.b32 b0, p0, 0x00F000F0, 0x64006400, 0xEA;
-lop3.b32 b1, p1, 0x00F000F0, 0x64006400, 0xEA;
-sub.f16x2 a0, a0, $5;
-sub.f16x2 a1, a1, $6;
-mov.b32 k, 0x2C002C00;
-fma.rn.f16x2 b0, b0, k, $7;
-fma.rn.f16x2 b1, b1, k, $8;
-mul.rn.f16x2 $0, a0, $9;
-mul.rn.f16x2 $1, a1, $10;
-mul.rn.f16x2 $2, b0, $11;
-mul.rn.f16x2 $3, b1, $12;
-}"""
+""" + dequant_ptx("$4", ("$5", "$6"), ("$7", "$8"), ("$9", "$10"), ("$11", "$12"), out=("$0", "$1", "$2", "$3")) + "}"
 CONSTRAINTS = "=r,=r,=r,=r,r,r,r,r,r,r,r,r,r"
 
 
