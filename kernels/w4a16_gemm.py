@@ -244,14 +244,24 @@ def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, 
                    else next(c for c in get_splitk_configs() if _fits(c, group)))
         return run(cfg)
     key = (n, k, triton.next_power_of_2(m), group, zeros is not None, bias is not None, x.dtype)
-    pick = SMALL_M_PICKS.get((runnable, key))
+
+    def candidates() -> dict[str, list[triton.Config]]:  # built only when this shape is tuned
+        return {"gemv": gemv_configs_for(m), "splitk": [c for c in get_splitk_configs() if _fits(c, group)],
+                "f16x2": f16x2_configs(), "tc_f16x2": list(tc_configs_for(group))}
+
+    return run(_fastest(runnable, key, candidates, run))
+
+
+def _fastest(paths: tuple[str, ...], key: tuple, candidates, run) -> triton.Config:
+    """The config to run for this shape `key`: each of `paths` tuned over its configs (`candidates()[path]`), the
+    fastest winner in the same timing; remembered in SMALL_M_PICKS per (paths, key), so tuning happens once."""
+    pick = SMALL_M_PICKS.get((paths, key))
     if pick is None:
-        candidates = {"gemv": gemv_configs_for(m), "splitk": [c for c in get_splitk_configs() if _fits(c, group)],
-                      "f16x2": f16x2_configs(), "tc_f16x2": list(tc_configs_for(group))}
-        best = {p: tune(f"w4a16_{p}", key, candidates[p], run) for p in runnable}
-        path = min(runnable, key=lambda p: tuned_us(f"w4a16_{p}", key))  # the fastest winner, same timing
-        pick = SMALL_M_PICKS[(runnable, key)] = (path, best[path])
-    return run(pick[1])
+        configs = candidates()
+        best = {p: tune(f"w4a16_{p}", key, configs[p], run) for p in paths}
+        path = min(paths, key=lambda p: tuned_us(f"w4a16_{p}", key))
+        pick = SMALL_M_PICKS[(paths, key)] = (path, best[path])
+    return pick[1]
 
 
 def w4a16_medium_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
@@ -263,17 +273,13 @@ def w4a16_medium_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
     m = x.numel() // k if k else 0
     key = (n, k, triton.next_power_of_2(m), group, zeros is not None, bias is not None, x.dtype)
 
-    def run(cfg: triton.Config) -> torch.Tensor:
-        kernel = w4a16_tc_f16x2 if _path_of(cfg) == "tc_f16x2" else w4a16_tiled
-        return kernel(x, qweight, scales, zeros, group_size, bias, config=cfg, checked=checked)
+    def run(cfg: triton.Config) -> torch.Tensor:  # a tiled config has no path key: w4a16_tiled, as for split-K
+        return _small_m_kernel(_path_of(cfg))(x, qweight, scales, zeros, group_size, bias, config=cfg, checked=checked)
 
-    pick = SMALL_M_PICKS.get((MEDIUM_M_PATHS, key))
-    if pick is None:
-        candidates = {"tiled": _configs_for(group), "tc_f16x2": list(tc_configs_for(group, True))}
-        best = {p: tune(f"w4a16_{p}", key, candidates[p], run) for p in MEDIUM_M_PATHS}
-        path = min(MEDIUM_M_PATHS, key=lambda p: tuned_us(f"w4a16_{p}", key))
-        pick = SMALL_M_PICKS[(MEDIUM_M_PATHS, key)] = (path, best[path])
-    return run(pick[1])
+    def candidates() -> dict[str, list[triton.Config]]:
+        return {"tiled": _configs_for(group), "tc_f16x2": list(tc_configs_for(group, True))}
+
+    return run(_fastest(MEDIUM_M_PATHS, key, candidates, run))
 
 
 def w4a16_tiled(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
