@@ -64,6 +64,16 @@ def copies_for(nbytes: int, cap: int = 256) -> int:
     return max(2, min(cap, math.ceil(ROTATE_BYTES / max(nbytes, 1))))
 
 
+def w4g128_layer_copies(k: int, n: int) -> tuple[list[torch.Tensor], list[tuple]]:
+    """One random (N, K) layer, N(0, 0.02) on the GPU: its fp16 copies and its W4A16 g128 copies (packed codes, scales,
+    zeros), enough of each (`copies_for`) that every call of a timed rotation reads its weights from memory."""
+    w = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
+    q0 = quantized_weights(w)["w4g128"]
+    copies = copies_for(2 * n * k)
+    wfs = [w] + [w.clone() for _ in range(copies - 1)]
+    return wfs, [q0] + [tuple(t.clone() for t in q0) for _ in range(copies - 1)]
+
+
 def time_us(fns, graph: bool = True, reps: int = 10) -> float:
     """Median time per call (us) of calling every fn in `fns` once, in turn; NaN (and a printed error) if one fails.
 

@@ -109,19 +109,16 @@ def run_auto(x, q, n, cfg):
 
 
 def measure(out: Path) -> None:
-    from kernels.bench import copies_for, environment, quantized_weights, time_us
+    from kernels.bench import environment, time_us, w4g128_layer_copies
     from kernels.w4a16_gemm import w4a16_gemm_ref, w4a16_small_m
 
     torch.manual_seed(0)
     env, rows = environment(torch.device("cuda")), []
     for name, k, n in LAYERS:
-        w = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
-        q0 = quantized_weights(w)["w4g128"]
+        wfs, qs = w4g128_layer_copies(k, n)
+        w, q0 = wfs[0], qs[0]
         x = torch.randn(1, k, device="cuda", dtype=torch.float16)
         ref = w4a16_gemm_ref(x, *q0, 128).float()
-        copies = copies_for(2 * n * k)
-        qs = [q0] + [tuple(t.clone() for t in q0) for _ in range(copies - 1)]
-        wfs = [w] + [w.clone() for _ in range(copies - 1)]
         row = dict(layer=name, K=k, N=n, weight_MB=sum(t.numel() * t.element_size() for t in q0) / 1e6)
         row["cublas_fp16"] = time_us([lambda wf=wf: F.linear(x, wf) for wf in wfs])
         row["stream"] = min(time_us([lambda q=q, c=c: run_stream(q, n, c) for q in qs]) for c in STREAM_CONFIGS)

@@ -27,7 +27,7 @@ import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kernels._common import TUNED, cdiv  # noqa: E402
-from kernels.bench import copies_for, quantized_weights, time_us  # noqa: E402
+from kernels.bench import time_us, w4g128_layer_copies  # noqa: E402
 from kernels.w4a16_gemm import w4a16_gemm_ref, w4a16_small_m  # noqa: E402
 from kernels.w4a16_tc_f16x2 import ASM, CONSTRAINTS, w4a16_tc_f16x2, w4a16_tc_f16x2_kernel  # noqa: E402
 
@@ -39,18 +39,9 @@ SWEEP_CONFIGS = [(bn, 2, sk, w, st) for bn, w in [(64, 4), (32, 2), (32, 1)] for
                  for st in (2, 3, 4, 5)]
 
 
-def _layer(k: int, n: int):
-    """One random layer in fp16 and at W4A16 g128, with enough copies that every call reads its weights from memory."""
-    w = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
-    q0 = quantized_weights(w)["w4g128"]
-    copies = copies_for(2 * n * k)
-    wfs = [w] + [w.clone() for _ in range(copies - 1)]
-    return wfs, [q0] + [tuple(t.clone() for t in q0) for _ in range(copies - 1)]
-
-
 def compare() -> None:
     for name, k, n in LAYERS:
-        wfs, qs = _layer(k, n)
+        wfs, qs = w4g128_layer_copies(k, n)
         for m in (3, 8, 16):
             x = torch.randn(m, k, device="cuda", dtype=torch.float16)
             ref = w4a16_gemm_ref(x, *qs[0], 128).float()
@@ -84,7 +75,7 @@ def probe() -> None:
                 "atomic+triton-dequant": (True, False, True, False), "atomic+asm not pure": (True, True, False, False),
                 "with torch.zeros": (True, True, True, True)}
     for name, k, n in [("8192", 8192, 8192), ("llada-ff", 4096, 12288)]:
-        wfs, qs = _layer(k, n)
+        wfs, qs = w4g128_layer_copies(k, n)
         x = torch.randn(16, k, device="cuda", dtype=torch.float16)
         ys = torch.zeros(16, n, dtype=torch.float16, device="cuda")
         print(f"{name} M=16 cuBLAS {time_us([lambda wf=wf: F.linear(x, wf) for wf in wfs]):.1f} us", flush=True)
@@ -103,7 +94,7 @@ def _sweep(layers, m_list, configs, baseline=None) -> None:
     """Time every (BLOCK_N, NB, SPLIT_K, BLOCK_M, warps, stages) config through the launcher on each layer and M;
     print cuBLAS and the six fastest (with `baseline(x, q0)` -> (label, us) added to the ranking when given)."""
     for name, k, n in layers:
-        wfs, qs = _layer(k, n)
+        wfs, qs = w4g128_layer_copies(k, n)
         for m in m_list:
             x = torch.randn(m, k, device="cuda", dtype=torch.float16)
             fp = time_us([lambda wf=wf: F.linear(x, wf) for wf in wfs])
