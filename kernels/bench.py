@@ -189,7 +189,7 @@ def quantized_weights(w: torch.Tensor) -> dict:
 def gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m):
     """{impl: (call on one copy of the weights, bytes moved)} for one shape and M; q holds the quantized copies."""
     from kernels.w4a8_gemm import w4a8_gemm, w4a8_linear
-    from kernels.w4a16_gemm import w4a16_gemm, w4a16_small_m
+    from kernels.w4a16_gemm import LARGE_M_PATHS, MEDIUM_MAX_M, w4a16_gemm, w4a16_large_m, w4a16_small_m
     from kernels.w8a8_gemm import w8a8_gemm, w8a8_linear
     from qsched_core.quant.primitives import dequantize
 
@@ -218,6 +218,10 @@ def gemm_impls(x, qx, sx, qxa, sxa, zxa, wf, wb, q, m):
         impls["w4a16_tc_f16x2"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("tc_f16x2",)), w4)
     if m <= 2 and x.is_cuda:  # the fp16x2 GEMV on its own (fp16 x only; it runs inline PTX, so not on the CPU)
         impls["w4a16_f16x2"] = (lambda: w4a16_small_m(x, p4, s4, z4, 128, paths=("f16x2",)), w4)
+    if m > 16:  # each large-M kernel on its own (w4a16 runs the fastest, as its tuner timed them)
+        for path in LARGE_M_PATHS if m <= MEDIUM_MAX_M else ("tiled", "dequant_mm"):
+            extra = 4 * n * k if path == "dequant_mm" else 0  # the fp16 weight, written and read back
+            impls[f"w4a16_{path}"] = (lambda p=path: w4a16_large_m(x, p4, s4, z4, 128, paths=(p,)), w4 + extra)
     if m > 16 and x.is_cuda:  # torch._int_mm needs M > 16
         impls["torch_int_mm"] = (lambda: torch._int_mm(qx, q8.t()), n * k + m * k + 4 * m * n)
     if m >= 4096:  # the same matmul as cuBLAS plus a dequantization: adds nothing at M = 4096
@@ -263,7 +267,7 @@ def gemm_rows(dev, shapes, m_list, impls_kept=None) -> list[dict]:
                 base = us if impl == "cublas_fp16" else base
                 eager = time_us(fns, graph=False, reps=5) if m <= 16 else float("nan")  # launch cost matters here
                 dtype = torch.bfloat16 if impl == "w4a16_bf16" else torch.float16
-                cfg = small_m_pick(n, k, m, dtype) if impl in ("w4a16", "w4a16_bf16") and m <= 512 else ""
+                cfg = small_m_pick(n, k, m, dtype) if impl in ("w4a16", "w4a16_bf16") else ""
                 rows.append(dict(kind="gemm", shape=name, M=m, K=k, N=n, impl=impl, us=us, us_eager=eager,
                                  TFLOPs=2 * m * n * k / us / 1e6, TBps=nbytes / us / 1e6,
                                  intensity=2 * m * n * k / nbytes, speedup_vs_fp16=base / us,

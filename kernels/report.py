@@ -12,9 +12,8 @@ import csv
 import math
 from pathlib import Path
 
-KERNELS = ["w4a16", "w4a16_bf16", "w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2", "w8a8_gemm",
-           "w8a8_linear", "w4a8_gemm",
-           "w4a8_linear"]
+KERNELS = ["w4a16", "w4a16_bf16", "w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2", "w4a16_tiled",
+           "w4a16_dequant_mm", "w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear"]
 BASELINES = ["cublas_fp16", "cublas_bf16", "torch_dequant_fp16", "torch_int_mm"]
 BIG_MB = 32.0
 TEXT_COLUMNS = ("kind", "shape", "impl", "note", "config")
@@ -71,7 +70,8 @@ def _gemm_table(rows, m, ceil) -> list[str]:
     small = m <= 16
     head = ["shape (K>N)", "fp16 us", "bf16 us"] + (["dequant+mm us"] if m < 4096 else []) + \
         ["W4A16", "W4A16 TB/s", "W4A16 bf16"] + \
-        (["W4A16 gemv", "W4A16 split-K", "W4A16 f16x2", "W4A16 tc_f16x2"] if small else []) + \
+        (["W4A16 gemv", "W4A16 split-K", "W4A16 f16x2", "W4A16 tc_f16x2"] if small else
+         ["W4A16 tiled", "W4A16 tc_f16x2", "W4A16 deq+cuBLAS"]) + \
         ["W8A8 gemm", "W8A8 +act", "W4A8 gemm", "W4A8 +act"] + (["_int_mm"] if m > 16 else [])
     eager = small and any(r.get("us_eager") == r.get("us_eager") for r in _pick(rows, kind="gemm", M=m))
     head += ["W4A16 eager us", "fp16 eager us"] if eager else []
@@ -88,7 +88,8 @@ def _gemm_table(rows, m, ceil) -> list[str]:
         row += [cell(w4, fp16), f"{w4['TBps']:.2f} ({100 * w4['TBps'] / ceil['copy_TBps']:.0f}%)",
                 cell(get("w4a16_bf16"), bf16)]
         small_impls = ("w4a16_gemv", "w4a16_splitk", "w4a16_f16x2", "w4a16_tc_f16x2")
-        row += [cell(get(k), fp16) for k in small_impls] if small else []
+        large_impls = ("w4a16_tiled", "w4a16_tc_f16x2", "w4a16_dequant_mm")
+        row += [cell(get(k), fp16) for k in (small_impls if small else large_impls)]
         row += [cell(get(k), fp16) for k in ("w8a8_gemm", "w8a8_linear", "w4a8_gemm", "w4a8_linear")]
         if m > 16:
             row.append(cell(get("torch_int_mm"), fp16))
@@ -120,9 +121,9 @@ def _config_table(rows) -> list[str]:
     picked = [r for r in _pick(rows, impl="w4a16") if r.get("config")]
     if not picked:
         return []
-    return (["", "## W4A16 up to M = 512: the kernel and config the tuner picked (fp16; gemv DOT=0: CUDA-core FMA, "
-             "DOT=1: tensor cores; splitk: the tiled kernel with split-K; f16x2: the fp16x2 GEMV; tc_f16x2: fp16x2 "
-             "dequantization into the tensor cores)", "",
+    return (["", "## W4A16: the kernel and config the tuner picked (gemv DOT=0: CUDA-core FMA, DOT=1: tensor cores; "
+             "splitk: the tiled kernel with split-K; f16x2: the fp16x2 GEMV; tc_f16x2: fp16x2 dequantization into "
+             "the tensor cores; tiled: the tiled kernel; dequant_mm: the fp16 weight written, then cuBLAS)", "",
              "| shape | M | picked |", "|---|---|---|"]
             + [f"| {r['shape']} | {r['M']} | `{r['config']}` |" for r in sorted(picked, key=lambda r: (r["K"], r["N"],
                                                                                               r["M"]))])

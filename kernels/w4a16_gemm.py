@@ -2,7 +2,8 @@
 
 Why fuse the dequantization: reading 4-bit codes instead of fp16 moves ~3.9x fewer weight bytes, but only if the
 fp16 weight never exists in memory: dequantizing first (torch: `dequantize` then F.linear) writes and re-reads the
-full fp16 weight and is slower than plain fp16. Here each tile is unpacked in registers right before `tl.dot`.
+full fp16 weight and is slower than plain fp16 at small M, where weight bytes take the time. Here each tile is
+unpacked in registers right before `tl.dot`.
 
 `w4a16_gemm` picks the kernel by M:
   - M <= 16, up to four candidate kernels, and on a GPU the fastest one per shape, as timed (`w4a16_small_m`):
@@ -11,12 +12,14 @@ full fp16 weight and is slower than plain fp16. Here each tile is unpacked in re
     `w4a16_tc_f16x2` (w4a16_tc_f16x2.py), fp16x2 dequantization feeding the tensor cores, for fp16 x; and
     `w4a16_gemm_kernel` below with 16-row tiles and split-K (partial sums added into a zeroed output; the repo's
     first small-M path). Each is tuned over its own configs (`tune`: CUDA-graph replays, L2 flushed per call) and
-    the fastest winner runs. In the H200 runs, the split-K tiled kernel won at M = 16 on every shape and the fp16x2
-    GEMV at M = 1 on every layer >= 32 MB (results/kernels.md, results/kernels_f16x2/kernels.md);
+    the fastest winner runs. In the H200 runs, the fp16x2 GEMV won at M = 1 on every layer >= 32 MB and the
+    tensor-core kernel from M = 2-4 to 16 (results/kernels.md);
     without tuning (QSCHED_AUTOTUNE=0, the interpreter) the fixed rule is `static_small_m_config`.
-  - M > 16: `w4a16_gemm_kernel`, output tiles as in the Triton matmul tutorial (`w4a16_tiled`); up to MEDIUM_MAX_M
-    rows of fp16 x on a GPU that tunes, the faster of it and `w4a16_tc_f16x2` with 64- or 128-row blocks of x
-    (`w4a16_medium_m`).
+  - M > 16: `w4a16_gemm_kernel`, output tiles as in the Triton matmul tutorial (`w4a16_tiled`), and two others
+    that a GPU which tunes times beside it (`w4a16_large_m`): `w4a16_tc_f16x2` with 64- or 128-row blocks of x
+    (fp16 x, up to MEDIUM_MAX_M rows), and `w4a16_dequant_mm` (w4a16_dequant.py: the fp16 weight written once,
+    then cuBLAS; at large M the multiply-adds, not the weight bytes, take the time). Without tuning: the tiled
+    kernel up to MEDIUM_MAX_M rows, dequant + cuBLAS above.
 The tiled kernel's K loop steps NB 64-column packing blocks at a time (layout in int4_pack.py): one dot on the
 low-nibble planes (columns 0..31 of each block), one on the high planes (32..63). Each tile is dequantized in
 registers, (q - z) * s rounded to x's dtype exactly as the torch path rounds its dequantized weight, and accumulated
@@ -52,6 +55,8 @@ from ._common import (
     tuned_us,
 )
 from .int4_pack import HALF, check_w4_args, unpack_int4_ref
+from .w4a16_dequant import configs_for as dequant_configs_for
+from .w4a16_dequant import w4a16_dequant_mm
 from .w4a16_gemv import MAX_M as GEMV_MAX_M
 from .w4a16_gemv import _configs_for as gemv_configs_for
 from .w4a16_gemv import w4a16_gemv
@@ -66,8 +71,8 @@ from .w4a16_tc_f16x2 import w4a16_tc_f16x2
 SMALL_M_CONFIG = triton.Config({"BLOCK_M": 16, "BLOCK_N": 64, "SPLIT_K": 8, "NB": 2}, num_warps=4, num_stages=4)
 SMALL_M_PICKS: dict[tuple, tuple[str, triton.Config]] = {}  # (paths, tuning key) -> (path, config) to run
 SMALL_M_PATHS = ("gemv", "splitk", "f16x2", "tc_f16x2")  # the small-M kernels w4a16_small_m chooses among
-MEDIUM_M_PATHS = ("tiled", "tc_f16x2")  # what w4a16_medium_m chooses among, M = 17..MEDIUM_MAX_M
-MEDIUM_MAX_M = 512
+LARGE_M_PATHS = ("tiled", "tc_f16x2", "dequant_mm")  # what w4a16_large_m chooses among, M > 16
+MEDIUM_MAX_M = 512  # w4a16_tc_f16x2 takes part up to here (at M = 512 it ran at half of cuBLAS's speed)
 
 
 @lru_cache(maxsize=1)
@@ -187,17 +192,19 @@ def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
                config: triton.Config | None = None) -> torch.Tensor:
     """y = x @ W^T (+ bias) with W = (codes - zero) * scale from `pack_int4_weight`; x (..., K) fp16/bf16.
 
-    M <= 16 rows run on the fastest small-M kernel (`w4a16_small_m`); M = 17..MEDIUM_MAX_M with fp16 x on a GPU
-    that tunes, on the faster of the tiled kernel and `w4a16_tc_f16x2` (`w4a16_medium_m`); otherwise the tiled
-    kernel. `config` forces one configuration (its keys name its kernel; tests, benchmarks); by default the GPU tunes.
+    M <= 16 rows run on the fastest small-M kernel (`w4a16_small_m`), more rows on a GPU that tunes on the fastest
+    of the tiled kernel, dequant + cuBLAS and (fp16 x, M <= MEDIUM_MAX_M) `w4a16_tc_f16x2` (`w4a16_large_m`); without
+    tuning on the tiled kernel up to MEDIUM_MAX_M rows and dequant + cuBLAS above. `config` forces one configuration
+    (its keys name its kernel; tests, benchmarks).
     """
     m = x.reshape(-1, x.shape[-1]).shape[0]
     if m > GEMV_MAX_M:
-        if config is not None and _path_of(config) == "tc_f16x2":
-            return w4a16_tc_f16x2(x, qweight, scales, zeros, group_size, bias, config)
-        if config is None and m <= MEDIUM_MAX_M and autotune_enabled() and tc_eligible(x) is None:
-            return w4a16_medium_m(x, qweight, scales, zeros, group_size, bias)
-        return w4a16_tiled(x, qweight, scales, zeros, group_size, bias, config)
+        if config is not None:
+            return _small_m_kernel(_path_of(config))(x, qweight, scales, zeros, group_size, bias, config)
+        if autotune_enabled():
+            return w4a16_large_m(x, qweight, scales, zeros, group_size, bias)
+        large = w4a16_dequant_mm if m > MEDIUM_MAX_M else w4a16_tiled
+        return large(x, qweight, scales, zeros, group_size, bias)
     if config is None:
         return w4a16_small_m(x, qweight, scales, zeros, group_size, bias)
     kernel = _small_m_kernel(_path_of(config))
@@ -205,12 +212,15 @@ def w4a16_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
 
 
 def _small_m_kernel(path: str):
-    return {"f16x2": w4a16_gemv_f16x2, "gemv": w4a16_gemv, "splitk": w4a16_tiled, "tc_f16x2": w4a16_tc_f16x2}[path]
+    """The launcher of a path (a config's keys name it: `_path_of`); "splitk" and "tiled" are the same kernel."""
+    return {"f16x2": w4a16_gemv_f16x2, "gemv": w4a16_gemv, "splitk": w4a16_tiled, "tiled": w4a16_tiled,
+            "tc_f16x2": w4a16_tc_f16x2, "dequant_mm": w4a16_dequant_mm}[path]
 
 
 def _path_of(cfg: triton.Config) -> str:
     kw = cfg.kwargs
-    return "f16x2" if "F16X2" in kw else "tc_f16x2" if "TC" in kw else "gemv" if "DOT" in kw else "splitk"  # or tiled
+    return ("f16x2" if "F16X2" in kw else "tc_f16x2" if "TC" in kw else "gemv" if "DOT" in kw
+            else "dequant_mm" if "DEQ_MM" in kw else "splitk")  # or tiled
 
 
 def w4a16_small_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
@@ -264,22 +274,34 @@ def _fastest(paths: tuple[str, ...], key: tuple, candidates, run) -> triton.Conf
     return pick[1]
 
 
-def w4a16_medium_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
-                   group_size: int = 128, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """M = 17..MEDIUM_MAX_M, fp16 x, on a GPU that tunes: the faster of the tiled kernel and w4a16_tc_f16x2 (with
-    64- or 128-row blocks of x), each tuned over its own configs for this shape, as w4a16_small_m does."""
+def w4a16_large_m(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
+                  group_size: int = 128, bias: torch.Tensor | None = None,
+                  paths: tuple[str, ...] = LARGE_M_PATHS) -> torch.Tensor:
+    """M > 16 on a GPU that tunes: the fastest of `paths`, each tuned over its own configs for this shape, as
+    w4a16_small_m does: "tiled" (the tiled kernel), "dequant_mm" (the fp16 weight written once, then cuBLAS) and
+    "tc_f16x2" (w4a16_tc_f16x2 with 64- or 128-row blocks of x), which takes part for fp16 x up to MEDIUM_MAX_M rows.
+    """
     checked = check_w4_args(x, qweight, scales, zeros, group_size, bias, FLOAT_ACTS)
     k, n, group = checked
     m = x.numel() // k if k else 0
     key = (n, k, triton.next_power_of_2(m), group, zeros is not None, bias is not None, x.dtype)
+    unknown = set(paths) - set(LARGE_M_PATHS)
+    if unknown or not paths:
+        raise ValueError(f"paths={paths!r}: choose among {LARGE_M_PATHS}")
+    tc_why = tc_eligible(x) or (f"w4a16_tc_f16x2 takes part up to MEDIUM_MAX_M={MEDIUM_MAX_M} rows, got M={m}"
+                                if m > MEDIUM_MAX_M else None)
+    runnable = tuple(p for p in paths if p != "tc_f16x2" or tc_why is None)
+    if not runnable:
+        raise ValueError(f"paths={paths!r}: {tc_why}")
 
     def run(cfg: triton.Config) -> torch.Tensor:  # a tiled config has no path key: w4a16_tiled, as for split-K
         return _small_m_kernel(_path_of(cfg))(x, qweight, scales, zeros, group_size, bias, config=cfg, checked=checked)
 
     def candidates() -> dict[str, list[triton.Config]]:
-        return {"tiled": _configs_for(group), "tc_f16x2": list(tc_configs_for(group, True))}
+        return {"tiled": _configs_for(group), "tc_f16x2": list(tc_configs_for(group, True)),
+                "dequant_mm": dequant_configs_for(group)}
 
-    return run(_fastest(MEDIUM_M_PATHS, key, candidates, run))
+    return run(_fastest(runnable, key, candidates, run))
 
 
 def w4a16_tiled(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,

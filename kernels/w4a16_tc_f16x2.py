@@ -79,10 +79,13 @@ def get_autotune_configs() -> list[triton.Config]:
 @lru_cache(maxsize=1)
 def get_medium_configs() -> list[triton.Config]:
     """Candidates for M > 16 (a batch of prompts, a prefill): BLOCK_M rows of x per program as well, so each
-    weight tile is dequantized once per BLOCK_M rows; untimed on a GPU when first written (the tuner picks)."""
-    table = [(64, 2, 1, 128, 4, 3), (128, 2, 1, 128, 8, 3), (64, 2, 2, 128, 4, 3), (128, 2, 1, 64, 4, 3),
-             (64, 2, 1, 64, 4, 3), (32, 2, 2, 64, 2, 3), (128, 2, 2, 128, 8, 3), (64, 1, 1, 128, 4, 3),
-             (64, 1, 2, 64, 4, 3)]
+    weight tile is dequantized once per BLOCK_M rows. From a sweep of 48 configs on one H200 (results/tc_study/
+    medium.log, five large layers at M = 128 and 512): 128-row blocks of x won everywhere, split-K 4 (2 on 8192 x
+    8192) at M = 128 and 1 at M = 512; the first config was the fastest at M = 128 on three of the five layers.
+    The NB = 1 rows serve group sizes below 128."""
+    table = [(128, 2, 4, 128, 8, 3), (64, 2, 4, 128, 4, 3), (128, 2, 2, 128, 8, 4), (64, 2, 1, 128, 4, 3),
+             (128, 2, 1, 128, 8, 3), (128, 2, 1, 128, 4, 3), (128, 2, 2, 128, 4, 3), (64, 2, 2, 128, 4, 3),
+             (64, 1, 4, 128, 4, 3), (64, 1, 1, 128, 4, 3), (128, 1, 2, 128, 8, 3)]
     return [triton.Config({"TC": 1, "BLOCK_N": bn, "NB": nb, "SPLIT_K": sk, "BLOCK_M": bm}, num_warps=w,
                           num_stages=st) for bn, nb, sk, bm, w, st in table]
 

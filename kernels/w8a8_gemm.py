@@ -14,6 +14,10 @@ Layout: both operands K-major, qx (M, K) and qw (N, K) row-major, i.e. the weigh
 matrix: what the tensor cores want (torch._int_mm with a row-major (K, N) weight runs 5x slower on the H200).
 Tiles are visited in grouped order (GROUP_M rows of tiles at a time) so that weight tiles are reused from L2.
 
+Above TMA_MIN_M rows a GPU that tunes also times `w8a8_gemm_tma_kernel`: the same loop and epilogue, persistent
+(one program per SM walks the output tiles) with its operand tiles fetched by the Hopper TMA unit through tensor
+descriptors instead of per-thread pointer loads; the faster config of the two kernels runs.
+
 Notation: M tokens, K input features, N output features, B = 8 bits. qx (M, K) int8 (signed storage, see
 act_quant.py), sx (M, 1) fp32, zx (M, 1) int32 or None; qw (N, K) int8, sw (N, 1) fp32; y (M, N) fp16/bf16.
 """
@@ -27,7 +31,20 @@ import triton.language as tl
 
 from qsched_core.quant.primitives import dequantize
 
-from ._common import autotuner, cdiv, check_contiguous, check_device, check_dtype, check_shape, launch
+from ._common import (
+    autotune_enabled,
+    autotuner,
+    cdiv,
+    check_contiguous,
+    check_device,
+    check_dtype,
+    check_shape,
+    interpreting,
+    launch,
+    tune,
+)
+
+TMA_MIN_M = 256  # above this many rows a GPU that tunes times the persistent TMA kernel beside the plain one
 
 
 def get_autotune_configs() -> list[triton.Config]:
@@ -92,6 +109,62 @@ def w8a8_gemm_kernel(
              mask=mask_m[:, None] & mask_n[None, :])
 
 
+def get_tma_configs() -> list[triton.Config]:
+    """Configs of the persistent TMA kernel (TMA marks them; Hopper and newer, K a multiple of 16). FLATTEN = 1 lets
+    Triton pipeline the loads of the next output tile under this tile's epilogue. 256 x 256 tiles (16 warps) needed
+    256-320 KB of shared memory on one H200, more than its 227 KB, and were dropped."""
+    return [triton.Config({"TMA": 1, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": gm, "FLATTEN": fl},
+                          num_warps=w, num_stages=st)
+            for bm, bn, bk, gm, w, st, fl in [
+                (128, 256, 128, 8, 8, 4, 1), (256, 128, 128, 8, 8, 4, 1), (128, 256, 128, 16, 8, 4, 1),
+                (128, 256, 128, 8, 8, 3, 1), (128, 256, 64, 8, 8, 5, 1), (128, 256, 128, 8, 8, 3, 0),
+                (128, 128, 128, 8, 4, 5, 1), (256, 128, 64, 8, 8, 6, 0)]]
+
+
+@triton.jit(do_not_specialize=["M"])
+def w8a8_gemm_tma_kernel(
+    # tensor descriptors of qx (M, K) and qw (N, K); pointers of the rest
+    x_desc, w_desc, sx_ptr, zx_ptr, sw_ptr, b_ptr, y_ptr,
+    # sizes
+    M, N, K,
+    # strides
+    stride_ym,
+    # meta-parameters
+    HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, NUM_SMS: tl.constexpr, FLATTEN: tl.constexpr,
+):
+    """The same GEMM and epilogue as w8a8_gemm_kernel, persistent (one program per SM walks the output tiles in
+    grouped order) and with the operand tiles fetched by the TMA unit (zero-filled past the edges)."""
+    n_m, n_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    for tile in tl.range(tl.program_id(0), n_m * n_n, NUM_SMS, flatten=FLATTEN):
+        group_id = tile // (GROUP_M * n_n)
+        first_m = group_id * GROUP_M
+        size_m = tl.minimum(n_m - first_m, GROUP_M)
+        pid_m = first_m + (tile % (GROUP_M * n_n)) % size_m
+        pid_n = (tile % (GROUP_M * n_n)) // size_m
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+        colsum = tl.zeros((BLOCK_N,), dtype=tl.int32)
+        for kt in range(k_tiles):
+            a = x_desc.load([pid_m * BLOCK_M, kt * BLOCK_K])  # (BLOCK_M, BLOCK_K) int8
+            b = w_desc.load([pid_n * BLOCK_N, kt * BLOCK_K])  # (BLOCK_N, BLOCK_K) int8
+            acc = tl.dot(a, b.T, acc, out_dtype=tl.int32)
+            if HAS_ZERO:
+                colsum += tl.sum(b.to(tl.int32), axis=1)
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        mask_m, mask_n = offs_m < M, offs_n < N
+        if HAS_ZERO:
+            acc -= tl.load(zx_ptr + offs_m, mask=mask_m, other=0)[:, None] * colsum[None, :]
+        sx = tl.load(sx_ptr + offs_m, mask=mask_m, other=0.0)
+        sw = tl.load(sw_ptr + offs_n, mask=mask_n, other=0.0)
+        y = acc.to(tl.float32) * sx[:, None] * sw[None, :]
+        if HAS_BIAS:
+            y += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+        tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :], y.to(y_ptr.dtype.element_ty),
+                 mask=mask_m[:, None] & mask_n[None, :])
+
+
 @lru_cache(maxsize=1)
 def _kernel():
     return autotuner(w8a8_gemm_kernel, get_autotune_configs())
@@ -127,6 +200,15 @@ def w8a8_gemm(qx: torch.Tensor, sx: torch.Tensor, zx: torch.Tensor | None, qw: t
     if out_dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise ValueError(f"out_dtype={out_dtype} must be float16, bfloat16 or float32")
     y = torch.empty(m, n, dtype=out_dtype, device=qx.device)
+    if config is None and m > TMA_MIN_M and autotune_enabled() and tma_why_not(qx, qw) is None:
+        def run(cfg: triton.Config) -> torch.Tensor:
+            return w8a8_gemm(qx, sx, zx, qw, sw, bias, out_dtype, cfg)
+
+        key = (n, k, triton.next_power_of_2(m), zx is not None, bias is not None, out_dtype)
+        config = tune("w8a8_gemm", key, get_autotune_configs() + get_tma_configs(), run)
+    if config is not None and "TMA" in config.kwargs:
+        _launch_tma(qx, sx, zx, qw, sw, bias, y, config)
+        return y
     args = (qx, qw, sx, zx if zx is not None else sx, sw, bias if bias is not None else sw, y,
             m, n, k, min(triton.next_power_of_2(m), 4096), qx.stride(0), qw.stride(0), y.stride(0))
     meta = dict(HAS_ZERO=zx is not None, HAS_BIAS=bias is not None, ACC_DTYPE=tl.int32)
@@ -134,6 +216,38 @@ def w8a8_gemm(qx: torch.Tensor, sx: torch.Tensor, zx: torch.Tensor | None, qw: t
     small = triton.Config({"BLOCK_M": 16 if m <= 16 else 128, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4})
     launch(w8a8_gemm_kernel, _kernel, grid, args, meta, config, small)
     return y
+
+
+def tma_why_not(qx: torch.Tensor, qw: torch.Tensor) -> str | None:
+    """None if the TMA kernel can run these operands, else why not."""
+    if not interpreting() and torch.cuda.get_device_capability(qx.device)[0] < 9:
+        return "the TMA kernel needs a Hopper or newer GPU (compute capability >= 9)"
+    if qx.shape[1] % 16:
+        return f"the TMA kernel needs K to be a multiple of 16 (16-byte rows), got K={qx.shape[1]}"
+    return None
+
+
+@lru_cache(maxsize=8)
+def _num_sms(device: str) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.startswith("cuda") else 4
+
+
+def _launch_tma(qx, sx, zx, qw, sw, bias, y, config: triton.Config) -> None:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    why = tma_why_not(qx, qw)
+    if why:
+        raise ValueError(why + "; use a config of get_autotune_configs()")
+    kw = {k: v for k, v in config.kwargs.items() if k != "TMA"}
+    (m, k), n = qx.shape, qw.shape[0]
+    x_desc = TensorDescriptor.from_tensor(qx, [kw["BLOCK_M"], kw["BLOCK_K"]])
+    w_desc = TensorDescriptor.from_tensor(qw, [kw["BLOCK_N"], kw["BLOCK_K"]])
+    sms = _num_sms(str(qx.device))
+    tiles = cdiv(m, kw["BLOCK_M"]) * cdiv(n, kw["BLOCK_N"])
+    opts = {} if interpreting() else dict(num_warps=config.num_warps, num_stages=config.num_stages)
+    w8a8_gemm_tma_kernel[(min(sms, tiles),)](
+        x_desc, w_desc, sx, zx if zx is not None else sx, sw, bias if bias is not None else sw, y, m, n, k,
+        y.stride(0), HAS_ZERO=zx is not None, HAS_BIAS=bias is not None, NUM_SMS=min(sms, tiles), **kw, **opts)
 
 
 def w8a8_linear(x: torch.Tensor, qw: torch.Tensor, sw: torch.Tensor, bias: torch.Tensor | None = None,

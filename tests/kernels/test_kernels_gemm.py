@@ -10,6 +10,7 @@ import itertools
 
 import pytest
 import torch
+import triton
 from kernel_helpers import DEVICE, TOL, assert_close_report
 
 from kernels._common import label
@@ -26,10 +27,14 @@ from kernels.w4a16_gemm import (
     w4a16_gemm_ref,
     w4a16_tiled,
 )
+from kernels.w4a16_dequant import dequant_w4, dequant_w4_ref, w4a16_dequant_mm
+from kernels.w4a16_dequant import configs_for as dequant_configs_for
+from kernels.w4a16_dequant import get_autotune_configs as dequant_configs
 from kernels.w4a16_gemm import get_autotune_configs as w4a16_configs
 from kernels.w4a16_gemv import get_autotune_configs as w4a16_gemv_configs
 from kernels.w4a16_gemv import w4a16_gemv
 from kernels.w8a8_gemm import get_autotune_configs as w8a8_configs
+from kernels.w8a8_gemm import get_tma_configs as w8a8_tma_configs
 from kernels.w8a8_gemm import w8a8_gemm, w8a8_gemm_ref
 from qsched_core.quant.primitives import choose_qparams, quantize
 
@@ -61,11 +66,11 @@ def run_w4a16(m, n, k, g, dtype, symmetric, bias=True, config=None, fn=w4a16_gem
                         f"{fn.__name__} M={m} N={n} K={k} G={g} {dtype} sym={symmetric}")
 
 
-def run_int8(kind, m, n, k, g, dtype, sym_acts, config=None):
+def run_int8(kind, m, n, k, g, dtype, sym_acts, config=None, bias=True):
     x = torch.randn(m, k, generator=torch.Generator().manual_seed(1)) * 2
     qx, sx, zx = (t.to(DEVICE) for t in act_quant_int8_ref(x, sym_acts))
     zx = None if sym_acts else zx
-    b = torch.randn(n).to(DEVICE)
+    b = torch.randn(n).to(DEVICE) if bias else None
     if kind == "w8a8":
         w = torch.randn(n, k)
         sw, zw = choose_qparams(w, 8, -1, True)
@@ -84,6 +89,9 @@ def run_int8(kind, m, n, k, g, dtype, sym_acts, config=None):
 @pytest.mark.parametrize("m", M_ALL)
 def test_w4a16_every_m(m):
     run_w4a16(m, 33, 96, 32, torch.float16, True)
+    if m > 16:  # the large-M kernels one by one (w4a16_gemm runs one of them without tuning)
+        for fn in (w4a16_tiled, w4a16_dequant_mm):
+            run_w4a16(m, 33, 96, 32, torch.float16, True, fn=fn)
 
 
 @pytest.mark.parametrize("n,k,g,dtype,symmetric", [
@@ -94,6 +102,42 @@ def test_w4a16_grid(n, k, g, dtype, symmetric):
     # bf16: the split-K tiled kernel) and the GEMV kernel's tensor-core path; M = 17: tiled kernel
     for m, fn in [(1, w4a16_gemm), (3, w4a16_gemm), (3, w4a16_gemv), (17, w4a16_gemm)]:
         run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric, fn=fn)
+
+
+@pytest.mark.parametrize("cfg", dequant_configs(), ids=label)
+@pytest.mark.parametrize("n,k", CPU_SHAPES + [(70, 1000)], ids=str)
+def test_dequant_w4_is_the_library_weight(n, k, cfg):
+    """The dequantization of dequant + cuBLAS writes the library's weight bit for bit (every group size, both code
+    ranges, both dtypes, K not a multiple of the tile, rows not a multiple of BLOCK_N), whatever its config."""
+    for g, symmetric, dtype in itertools.product(GROUPS, [True, False], DTYPES):
+        if not _valid(k, g) or cfg not in dequant_configs_for(g if g > 0 else 1 << 30):
+            continue
+        qweight, scales, zeros = make_w4(n, k, g, symmetric)
+        out = dequant_w4(qweight, scales, zeros, k, g, dtype, config=cfg)
+        ref = dequant_w4_ref(qweight, scales, zeros, k, g, dtype)
+        assert out.dtype == dtype, out.dtype
+        if dtype == torch.bfloat16 and DEVICE == "cpu":  # the interpreter casts fp32 to bf16 by truncation: 1 ulp
+            exact = dequant_w4_ref(qweight, scales, zeros, k, g, torch.float32)
+            err = (out.float() - exact).abs()
+            assert (err <= exact.abs() * 2**-7).all() and (out.float().abs() <= exact.abs()).all()
+        else:
+            assert torch.equal(out, ref), (g, symmetric, dtype, (out != ref).sum().item())
+
+
+def test_dequant_w4_sees_a_wrong_scale_and_rejects_bad_input():
+    """The bit-exact check above can fail: one scale off by one fp16 step changes its group's weights. Bad
+    arguments get errors that name the value."""
+    qweight, scales, zeros = make_w4(33, 128, 64, False)
+    bad = scales.clone()
+    bad[3, 1] = torch.nextafter(bad[3, 1], torch.tensor(float("inf"), dtype=bad.dtype, device=bad.device))
+    diff = dequant_w4(qweight, bad, zeros, 128, 64) != dequant_w4_ref(qweight, scales, zeros, 128, 64)
+    assert diff.any() and not diff[3, :64].any() and not diff[:3].any() and not diff[4:].any()
+    with pytest.raises(ValueError, match="float32"):
+        dequant_w4(qweight, scales, zeros, 128, 64, dtype=torch.float32)
+    with pytest.raises(ValueError, match="group_size"):
+        dequant_w4(qweight, scales, zeros, 128, 48)
+    with pytest.raises(ValueError, match="NB=2"):
+        dequant_w4(qweight, scales, zeros, 128, 64, config=dequant_configs()[0])
 
 
 @pytest.mark.parametrize("i,cfg", list(enumerate(w4a16_gemv_configs())),
@@ -146,6 +190,23 @@ def test_int8_grid(kind, n, k, g, dtype, sym_acts):
     run_int8(kind, 3, n, k, g, dtype, sym_acts)
 
 
+TMA_SMALL = triton.Config({"TMA": 1, "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 2, "FLATTEN": 1})
+
+
+@pytest.mark.parametrize("m,n,k", [(50, 40, 96), (7, 33, 64), (33, 16, 80)], ids=str)  # edges: K % 32, M, N
+@pytest.mark.parametrize("sym_acts", [True, False])
+def test_w8a8_tma_kernel(m, n, k, sym_acts):
+    """The persistent TMA kernel (tensor-descriptor loads, zero-filled past the edges; fewer programs than tiles,
+    so each walks several) against the reference, with and without activation zero points."""
+    run_int8("w8a8", m, n, k, -1, torch.float16, sym_acts, config=TMA_SMALL)
+
+
+def test_w8a8_tma_refuses_k_not_a_multiple_of_16():
+    qx, qw = torch.zeros(2, 40, dtype=torch.int8, device=DEVICE), torch.zeros(3, 40, dtype=torch.int8, device=DEVICE)
+    with pytest.raises(ValueError, match="K=40"):
+        w8a8_gemm(qx, torch.ones(2, 1, device=DEVICE), None, qw, torch.ones(3, 1, device=DEVICE), config=TMA_SMALL)
+
+
 # ---------------------------------------------------------------------------------- the tests can fail
 def test_wrong_scale_is_caught():
     """One doubled scale (a plausible packing bug) must fail the comparison with the reference."""
@@ -176,7 +237,7 @@ def test_argument_errors():
 
 # ------------------------------------------------------------------------------------------------ GPU grid
 # the M values of the GPU grid, grouped by the kernel (compile variant) that runs them without tuning
-M_BY_KERNEL = {"gemv": [1], "splitk": [2, 3, 15, 16], "tiled": [17, 128, 1000], "int8": M_ALL}
+M_BY_KERNEL = {"gemv": [1], "splitk": [2, 3, 15, 16], "tiled": [17, 128], "dequant_mm": [1000], "int8": M_ALL}
 
 
 @pytest.mark.gpu
@@ -190,6 +251,8 @@ def test_gpu_full_grid(n, k, g, dtype, kernel):
     for m, symmetric in itertools.product(M_BY_KERNEL[kernel], [True, False]):
         if kernel != "int8":
             run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric)
+            if kernel == "dequant_mm":  # the tiled kernel at the same M, which the tuner may pick instead
+                run_w4a16(m, n, k, g, dtype, symmetric, bias=symmetric, fn=w4a16_tiled)
             continue
         run_int8("w4a8", m, n, k, g, dtype, sym_acts=symmetric)
         if g == GROUPS[0]:
@@ -200,7 +263,7 @@ def _every_config():
     """(kernel, config) for every config a tuner may pick: GEMV, split-K tiled (small M), tiled, W8A8, W4A8."""
     return ([("gemv", c) for c in w4a16_gemv_configs()] + [("splitk", c) for c in get_splitk_configs()]
             + [("tiled", c) for c in w4a16_configs()] + [("w8a8", c) for c in w8a8_configs()]
-            + [("w4a8", c) for c in w4a8_configs()])
+            + [("w4a8", c) for c in w4a8_configs()] + [("w8a8", c) for c in w8a8_tma_configs()])
 
 
 @pytest.mark.gpu
@@ -217,6 +280,14 @@ def test_gpu_every_autotune_config(kind, cfg, dtype):
                 run_w4a16(m, 257, 1280, 32, dtype, True, config=cfg)
     elif kind == "tiled":
         run_w4a16(300, 1000, 768, -1, dtype, True, config=cfg)
+    elif "TMA" in cfg.kwargs:  # right wherever it fits: the largest tiles run out of shared memory on some shapes
+        from triton.runtime.errors import OutOfResources  # (N = 1000, bias, zero points), which the tuner skips
+
+        for n, sym, bias in [(1024, True, False), (1000, True, True), (1000, False, True)]:
+            try:
+                run_int8(kind, 300, n, 768, -1, dtype, sym, config=cfg, bias=bias)
+            except OutOfResources:
+                pass
     else:
         run_int8(kind, 300, 1000, 768, -1 if kind == "w8a8" else 32, dtype, False, config=cfg)
 
@@ -229,3 +300,15 @@ def test_gpu_tuned_small_m_dispatch(m, monkeypatch):
     run_w4a16(m, 1000, 768, 128, torch.float16, False)
     picks = [p for (paths, key), p in SMALL_M_PICKS.items() if key[:3] == (1000, 768, 1 << (m - 1).bit_length())]
     assert picks and picks[-1][0] in SMALL_M_PATHS, f"no small-M pick recorded for M={m}: {SMALL_M_PICKS}"
+
+
+@pytest.mark.gpu
+def test_gpu_tuned_w8a8_large_m_times_both_kernels(monkeypatch):
+    """Above TMA_MIN_M rows, with tuning on, w8a8_gemm times the plain and the TMA configs together and stays right."""
+    from kernels._common import TUNED
+
+    monkeypatch.setenv("QSCHED_AUTOTUNE", "1")
+    run_int8("w8a8", 1000, 1000, 768, -1, torch.float16, False)
+    times = [t for (name, key), t in TUNED.items() if name == "w8a8_gemm" and key[:2] == (1000, 768)]
+    ran = [c for c, us in times[-1].items() if us < float("inf")] if times else []
+    assert any("TMA" in c for c in ran) and any("TMA" not in c for c in ran), times

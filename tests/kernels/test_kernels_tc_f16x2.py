@@ -145,10 +145,10 @@ def test_gpu_every_config(cfg):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("m", [40, 128, 512])
-def test_gpu_tuned_medium_m_dispatch(m, monkeypatch):
-    """With tuning on, w4a16_gemm at M = 17..512 (fp16) times the tiled kernel and this one, runs the faster and
-    stays right; the pick is recorded for the benchmark's report."""
-    from kernels.w4a16_gemm import MEDIUM_M_PATHS, SMALL_M_PICKS, w4a16_gemm
+def test_gpu_tuned_large_m_dispatch(m, monkeypatch):
+    """With tuning on, w4a16_gemm at M = 17..512 (fp16) times the tiled kernel, this one and dequant + cuBLAS, runs
+    the fastest and stays right; the pick is recorded for the benchmark's report."""
+    from kernels.w4a16_gemm import LARGE_M_PATHS, SMALL_M_PICKS, w4a16_gemm
 
     monkeypatch.setenv("QSCHED_AUTOTUNE", "1")
     qweight, scales, zeros = (t.cuda() for t in _layer(1000, 768, 128, False))
@@ -156,5 +156,5 @@ def test_gpu_tuned_medium_m_dispatch(m, monkeypatch):
     out = w4a16_gemm(x.cuda(), qweight, scales, zeros, 128).cpu()
     assert_close_report(out, w4a16_gemm_ref(x, *(t.cpu() for t in (qweight, scales, zeros)), 128), TOL[torch.float16])
     bucket = (1000, 768, 1 << (m - 1).bit_length())
-    picks = [p for (paths, key), p in SMALL_M_PICKS.items() if paths == MEDIUM_M_PATHS and key[:3] == bucket]
-    assert picks and picks[-1][0] in MEDIUM_M_PATHS
+    picks = [p for (paths, key), p in SMALL_M_PICKS.items() if paths == LARGE_M_PATHS and key[:3] == bucket]
+    assert picks and picks[-1][0] in LARGE_M_PATHS
