@@ -24,16 +24,11 @@ and one store.
 A and B hold only +-1, exact in fp16/bf16; the intermediate A^T X is rounded to x's dtype before the second dot,
 so the result carries about one extra rounding (tolerances in tests/kernels).
 
-Paley sizes (K = m 2^k, m = 12, 20, ...) have a third form, `fwht_paley_kernel`. With two factors, a = m 2^j is
-padded up to a power of two for the dots: K = 12288 ran as (96 -> 128) x 128 tiles, ~680 tensor flops per element,
-and reached 37% of the copy bandwidth on one H200 (results/kernels.md). Three factors,
-H_K = P_m (x) H_c2 (x) H_c1 with c1 c2 = 2^k, view a row as X (m, c2, c1) and contract one index per dot:
-
-    l: X (m c2, c1) H_c1        j: (permuted to [i, l, j]) (m c1, c2) H_c2        i: P_m^T (m, c1 c2)
-
-about 2 (c1 + c2 + 16) flops per element with m padded to 16 (~213 at K = 12288). The first product is scaled by
-1 / c1 (a power of two: exact) so the fp16 intermediates stay near the size of x; the last one carries the rest of
-1 / sqrt(K). Two intermediates are rounded to x's dtype instead of one.
+Tried, slower: for Paley sizes (K = m 2^k, m = 12, 20, ...) the two-factor form pads a = m 2^j up to a power of two
+(K = 12288 runs as (96 -> 128) x 128 tiles, ~680 tensor flops per element). A three-factor kernel,
+H_K = P_m (x) H_c2 (x) H_c1, one dot per index (~213 flops per element at K = 12288, the middle index contracted
+after a transpose or by a batched dot), ran at 114-119 us against the two-factor kernel's 94 us at 4096 x 12288 on
+one H200, so it was removed (the commit that added it holds the code; kernels/bench_notes.md has the numbers).
 
 Notation: M rows (tokens), K = a * b features, d (K,) random signs or None, X the (a, b) view of a row.
 """
@@ -76,25 +71,6 @@ def get_autotune_configs() -> list[triton.Config]:
                 (16, 16, 3)]]
             + [triton.Config({"ROWS": rows, "R": r}, num_warps=w)
                for r, rows, w in [(2, 8, 4), (2, 16, 8), (4, 8, 4), (4, 16, 8), (4, 32, 8), (8, 16, 8), (8, 32, 8)]])
-
-
-def get_paley_configs() -> list[triton.Config]:
-    """Configs of the three-factor kernel (PALEY marks them): ROWS rows per program, STAGES rows in flight."""
-    return [triton.Config({"PALEY": 1, "ROWS": r, "STAGES": st, "BATCHED": b}, num_warps=w)
-            for r, w, st, b in [(4, 8, 2, 0), (16, 8, 3, 0), (2, 4, 1, 0), (8, 8, 3, 0), (4, 8, 2, 1), (16, 8, 3, 1),
-                                (8, 4, 3, 1), (8, 8, 4, 1), (16, 16, 3, 1)]]
-
-
-@lru_cache(maxsize=32)
-def paley_factors(k: int) -> tuple[int, int, int] | None:
-    """(m, c2, c1) with H_K = P_m (x) H_c2 (x) H_c1 for a Paley size K = m 2^k, c1 = 2^ceil(k/2), c2 = 2^k / c1;
-    None where K is a power of two or c2 < 16 (a tensor-core dot needs 16 on every side): the two-factor kernel."""
-    f = factor_size(k)
-    if f is None or f[0] == 1:
-        return None
-    m, p = f
-    c1 = 1 << -(-(p.bit_length() - 1) // 2)
-    return (m, p // c1, c1) if p // c1 >= 16 else None
 
 
 @lru_cache(maxsize=32)
@@ -170,56 +146,6 @@ def fwht_kernel(
             tl.store(y_ptr + (row0 + r_out)[:, None] * stride_ym + offs_o, y.to(y_ptr.dtype.element_ty), mask=m_o)
 
 
-@triton.jit
-def fwht_paley_kernel(
-    # pointers
-    x_ptr, d_ptr, pt_ptr, h2_ptr, h1_ptr, y_ptr,
-    # sizes
-    M,
-    # strides
-    stride_xm, stride_ym,
-    # numbers
-    scale_1, scale_3,
-    # meta-parameters
-    MP: tl.constexpr, BP: tl.constexpr, C2: tl.constexpr, C1: tl.constexpr, HAS_SIGNS: tl.constexpr,
-    DOT_DTYPE: tl.constexpr, ROWS: tl.constexpr, STAGES: tl.constexpr, BATCHED: tl.constexpr = 0,
-):
-    ip, jj, ll = tl.arange(0, BP), tl.arange(0, C2), tl.arange(0, C1)
-    pt = tl.load(pt_ptr + ip[:, None] * MP + ip[None, :], mask=(ip < MP)[:, None] & (ip < MP)[None, :],
-                 other=0.0).to(DOT_DTYPE)  # P_m^T padded to (BP, BP) with zeros
-    h2 = tl.load(h2_ptr + jj[:, None] * C2 + jj[None, :]).to(DOT_DTYPE)
-    h1 = tl.load(h1_ptr + ll[:, None] * C1 + ll[None, :]).to(DOT_DTYPE)
-    offs = ip[:, None, None] * (C2 * C1) + jj[None, :, None] * C1 + ll[None, None, :]  # X[i, j, l] in the row
-    offs_o = ip[:, None, None] * (C2 * C1) + ll[None, :, None] + jj[None, None, :] * C1  # Y[i, l, j] in the row
-    mask, mask_o = offs < MP * C2 * C1, offs_o < MP * C2 * C1  # rows i >= m are padding
-    if HAS_SIGNS:
-        d = tl.load(d_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    for r in tl.range(0, ROWS, num_stages=STAGES):
-        row = tl.program_id(0) * ROWS + r
-        xt = tl.load(x_ptr + row * stride_xm + offs, mask=mask & (row < M), other=0.0).to(tl.float32)
-        if HAS_SIGNS:
-            xt = xt * d
-        t = tl.dot(tl.reshape(xt.to(DOT_DTYPE), (BP * C2, C1)), h1) * scale_1  # l contracted: [i j, l]
-        if BATCHED:  # j contracted by a batched dot, H_c2 X_i for every i: no transpose, the store in row order
-            t = tl.dot(tl.broadcast_to(h2[None, :, :], (BP, C2, C2)), tl.reshape(t.to(DOT_DTYPE), (BP, C2, C1)))
-            t = tl.dot(pt, tl.reshape(t.to(DOT_DTYPE), (BP, C2 * C1))) * scale_3  # i contracted: [i, j l]
-            tl.store(y_ptr + row * stride_ym + offs, tl.reshape(t, (BP, C2, C1)).to(y_ptr.dtype.element_ty),
-                     mask=mask & (row < M))
-        else:  # j contracted after a transpose to [i, l, j]
-            t = tl.permute(tl.reshape(t.to(DOT_DTYPE), (BP, C2, C1)), (0, 2, 1))
-            t = tl.dot(tl.reshape(t, (BP * C1, C2)), h2)  # [i l, j]
-            t = tl.dot(pt, tl.reshape(t.to(DOT_DTYPE), (BP, C1 * C2))) * scale_3  # i contracted: [i, l j]
-            tl.store(y_ptr + row * stride_ym + offs_o, tl.reshape(t, (BP, C1, C2)).to(y_ptr.dtype.element_ty),
-                     mask=mask_o & (row < M))
-
-
-@lru_cache(maxsize=32)
-def _paley_on(k: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(P_m^T, H_c2, H_c1) float32 on `device`, copied once."""
-    m, c2, c1 = paley_factors(k)
-    return tuple(t.float().contiguous().to(device) for t in (paley(m - 1).T, sylvester(c2), sylvester(c1)))
-
-
 @lru_cache(maxsize=32)
 def _factors_on(k: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """kron_factors(k) on `device`, copied once (a copy per call would also break CUDA-graph capture)."""
@@ -244,28 +170,14 @@ def fwht(x: torch.Tensor, signs: torch.Tensor | None = None, config: triton.Conf
     args = (x2, signs if signs is not None else at, at, bm, y, m, x2.stride(0), y.stride(0), 1.0 / math.sqrt(k))
     meta = dict(A=a, B=b, BLOCK_A=max(16, triton.next_power_of_2(a)), BLOCK_B=max(16, b),
                 HAS_SIGNS=signs is not None, DOT_DTYPE=float_dot_dtype(x.dtype))
-    three = paley_factors(k)
-    if config is not None and "PALEY" in config.kwargs and three is None:
-        raise ValueError(f"config {config} is a three-factor (Paley) config; K={k} has no such factoring "
-                         "(K = m * 2^k with m > 1 and 2^k >= 256); use a config of get_autotune_configs()")
 
     def run(cfg: triton.Config) -> None:
         opts = {} if interpreting() else dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-        kw = dict(cfg.kwargs)
-        if kw.pop("PALEY", 0):
-            mp, c2, c1 = three
-            pt, h2, h1 = _paley_on(k, str(x.device))
-            fwht_paley_kernel[(cdiv(m, kw["ROWS"]),)](
-                x2, signs if signs is not None else pt, pt, h2, h1, y, m, x2.stride(0), y.stride(0), 1.0 / c1,
-                c1 / math.sqrt(k), MP=mp, BP=max(16, triton.next_power_of_2(mp)), C2=c2, C1=c1,
-                HAS_SIGNS=signs is not None, DOT_DTYPE=meta["DOT_DTYPE"], **kw, **opts)
-        else:
-            fwht_kernel[(cdiv(m, kw["ROWS"]),)](*args, **meta, **kw, **opts)
+        fwht_kernel[(cdiv(m, cfg.kwargs["ROWS"]),)](*args, **meta, **cfg.kwargs, **opts)
 
     if config is None:
         if autotune_enabled():
-            configs = get_autotune_configs() + (get_paley_configs() if three else [])
-            config = tune("fwht", (m, a, b, x.dtype, signs is not None), configs, run)
+            config = tune("fwht", (m, a, b, x.dtype, signs is not None), get_autotune_configs(), run)
         else:  # interpreter / QSCHED_AUTOTUNE=0: one row per dot pair, which fits shared memory at every K tried
             config = UNTUNED_CONFIG
     run(config)

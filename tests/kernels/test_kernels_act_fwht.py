@@ -5,8 +5,8 @@ from kernel_helpers import DEVICE, TOL, assert_close_report
 
 from kernels._common import label
 from kernels.act_quant import act_quant_int8, act_quant_int8_ref
-from kernels.fwht import fwht, fwht_ref, get_autotune_configs, get_paley_configs, kron_factors, paley_factors
-from qsched_core.quant.hadamard import hadamard_matrix, paley, sylvester
+from kernels.fwht import fwht, fwht_ref, get_autotune_configs, kron_factors
+from qsched_core.quant.hadamard import hadamard_matrix
 
 ACT_CASES = [(False, "torchao"), (True, "qmax"), (True, "torchao")]  # (symmetric, scale_rule): w4a8, w8a8, other
 
@@ -54,26 +54,6 @@ def test_fwht_every_config(cfg):
     assert_close_report(out, fwht_ref(x, signs), 2 * TOL[torch.float16], f"fwht {label(cfg)}")
 
 
-@pytest.mark.parametrize("cfg", get_paley_configs(), ids=label)
-@pytest.mark.parametrize("k", [12 * 256, 12 * 512, 20 * 256], ids=str)  # c2 = c1 = 16; c2 = 16, c1 = 32; m = 20
-def test_fwht_paley_every_config(k, cfg):
-    """The three-factor kernel for Paley sizes, each config, M not a multiple of ROWS, with signs."""
-    x = torch.randn(7, k, generator=torch.Generator().manual_seed(k)).half()
-    signs = torch.randint(0, 2, (k,), generator=torch.Generator().manual_seed(1)).float() * 2 - 1
-    out = fwht(x.to(DEVICE), signs.to(DEVICE), config=cfg).cpu()
-    assert_close_report(out, fwht_ref(x, signs), 2 * TOL[torch.float16], f"fwht K={k} {label(cfg)}")
-
-
-def test_fwht_paley_factors_and_errors():
-    """P_m (x) H_c2 (x) H_c1 is the library's matrix; sizes without a three-factor form are refused by name."""
-    for k in (12 * 256, 12 * 512, 20 * 256, 12 * 1024):
-        m, c2, c1 = paley_factors(k)
-        assert torch.equal(torch.kron(torch.kron(paley(m - 1), sylvester(c2)), sylvester(c1)), hadamard_matrix(k))
-    assert paley_factors(4096) is None and paley_factors(96) is None  # a power of two; c2 < 16
-    with pytest.raises(ValueError, match="three-factor"):
-        fwht(torch.randn(2, 96).half().to(DEVICE), config=get_paley_configs()[0])
-
-
 def test_fwht_factors_are_the_library_matrix():
     for k in (64, 96, 768):
         at, b = kron_factors(k)
@@ -109,12 +89,12 @@ def test_gpu_act_quant_and_fwht_large(dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", get_autotune_configs() + get_paley_configs(), ids=label)
+@pytest.mark.parametrize("cfg", get_autotune_configs(), ids=label)
 def test_gpu_fwht_every_config(cfg):
     """Every config that fits this GPU is right (the tuner skips those that run out of shared memory, as here)."""
     from triton.runtime.errors import OutOfResources
 
-    for k in ((12288,) if "PALEY" in cfg.kwargs else (4096, 12288)):
+    for k in (4096, 12288):
         x = torch.randn(17, k).half()
         try:
             out = fwht(x.cuda(), config=cfg).cpu()
