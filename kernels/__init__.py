@@ -11,9 +11,12 @@ Files (one per kernel, each = `*_kernel` + a checking launcher + a `*_ref` built
                  PTX, explicit Gluon layouts); the fastest M = 1 kernel measured here
   w4a16_tc_f16x2.py  fp16 activations from M = 3: the same fp16x2 dequantization feeding the tensor cores (weights
                  as the left operand, split-K); the fastest M = 3..16 kernel measured here, and at M = 128
+                 (128-row blocks of x)
   w4a16_gemm.py  tiled, fused dequantization before tl.dot (M > 16; with split-K also M <= 16); `w4a16_gemm`
                  dispatches by M and runs the kernel its tuner timed fastest
-  w8a8_gemm.py   int8 x int8 on the tensor cores, per-token x per-channel scale epilogue
+  w4a16_dequant.py  large M: the fp16 weight written once, then cuBLAS (the fastest W4A16 path at M = 4096)
+  w8a8_gemm.py   int8 x int8 on the tensor cores, per-token x per-channel scale epilogue; a persistent TMA variant
+                 for large M
   w4a8_gemm.py   int4 weights x int8 activations, integer dot per group
   act_quant.py   fused per-token dynamic int8 activation quantization
   fwht.py        Hadamard transform (QuaRot's online rotation) as two small dots per row (or per R rows)

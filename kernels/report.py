@@ -234,7 +234,8 @@ def roofline_figure(rows, ceil: dict | None = None):
     fig, ax = plt.subplots(figsize=(8, 5.5))
     xs = [10 ** (i / 20) for i in range(-20, 100)]  # 0.1 .. 1e5 flop/byte
     ax.plot(xs, [min(ceil["copy_TBps"] * x, ceil["int8_TOPs"]) for x in xs], "k-", lw=1,
-            label=f"roof: copy {ceil['copy_TBps']:.2f} TB/s, int8 {ceil['int8_TOPs']:.0f} TOP/s")
+            label=f"measured roof: copy {ceil['copy_TBps']:.2f} TB/s, torch._int_mm {ceil['int8_TOPs']:.0f} TOP/s "
+                  "(not the int8 peak)")
     ax.axhline(ceil["fp16_TFLOPs"], color="gray", ls="--", lw=1, label=f"cuBLAS fp16 {ceil['fp16_TFLOPs']:.0f} TFLOP/s")
     style = {"cublas_fp16": ("o", "tab:gray"), "w4a16": ("s", "tab:blue"), "w4a16_gemv": ("v", "tab:cyan"),
              "w8a8_gemm": ("^", "tab:red"),
