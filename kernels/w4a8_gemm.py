@@ -13,6 +13,13 @@ accumulator. At G = 32 that epilogue runs once per 32 columns on the CUDA cores,
 much as the tensor-core work: this is why W4A8 kernels in the literature (QServe) scale weights to int8 per channel
 first. We keep the plain form, which is exactly the arithmetic of the fake-quant reference.
 
+At large M that epilogue made the kernel 5-6x slower than cuBLAS fp16 on one H200 (results/kernels.md). There the
+second path, `w4a8_dequant_mm`, runs the same numbers through the fastest matmul at hand: the int4 weight is
+dequantized to fp16 once (w4a16_dequant.py), the int8 codes of x row by row (`dequant_act_kernel`, (q - z) * s rounded
+once), and cuBLAS multiplies them, the fake-quant arithmetic with fp16 operands. The weights stay 4-bit in memory; the
+compute is fp16. A GPU that tunes times both paths per shape and M and runs the faster; without tuning, more than
+DEQ_MIN_M rows take the dequantizing path.
+
 Weights must be symmetric (codes stored as q + 8; the kernel subtracts 8 to get int8 -8..7). Activations come from
 act_quant.py in signed storage (asymmetric codes as q - 128, zero as z - 128).
 
@@ -30,9 +37,13 @@ import triton.language as tl
 
 from qsched_core.quant.primitives import dequantize
 
-from ._common import autotuner, cdiv, check_device, launch
+from ._common import autotune_enabled, autotuner, cdiv, check_device, interpreting, launch, tune
 from .int4_pack import HALF, check_w4_args, unpack_int4_ref
+from .w4a16_dequant import _dequant
+from .w4a16_dequant import configs_for as dequant_configs_for
 from .w8a8_gemm import check_act_args
+
+DEQ_MIN_M = 512  # without tuning, above this many rows: dequantize, then cuBLAS
 
 
 def get_autotune_configs() -> list[triton.Config]:
@@ -96,6 +107,46 @@ def _kernel():
     return autotuner(w4a8_gemm_kernel, get_autotune_configs())
 
 
+@triton.jit
+def dequant_act_kernel(q_ptr, sx_ptr, zx_ptr, out_ptr, K, stride_qm, stride_om, HAS_ZERO: tl.constexpr,
+                       BLOCK_K: tl.constexpr):
+    """One row of int8 codes per program: (q - z) * s in fp32, rounded once to the output dtype."""
+    row = tl.program_id(0)
+    s = tl.load(sx_ptr + row)
+    z = tl.load(zx_ptr + row) if HAS_ZERO else 0
+    for k0 in range(0, K, BLOCK_K):
+        offs = k0 + tl.arange(0, BLOCK_K)
+        q = tl.load(q_ptr + row * stride_qm + offs, mask=offs < K, other=0).to(tl.int32)
+        tl.store(out_ptr + row * stride_om + offs, ((q - z).to(tl.float32) * s).to(out_ptr.dtype.element_ty),
+                 mask=offs < K)
+
+
+def dequant_act(qx: torch.Tensor, sx: torch.Tensor, zx: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """The activation (M, K) in `dtype` from act_quant_int8's codes: (qx - zx) * sx, rounded once."""
+    m, k = qx.shape
+    out = torch.empty(m, k, dtype=dtype, device=qx.device)
+    block = min(4096, triton.next_power_of_2(max(k, 16)))
+    opts = {} if interpreting() else dict(num_warps=4)
+    dequant_act_kernel[(m,)](qx, sx, zx if zx is not None else sx, out, k, qx.stride(0), out.stride(0),
+                             HAS_ZERO=zx is not None, BLOCK_K=block, **opts)
+    return out
+
+
+def deq_configs(group: int) -> list[triton.Config]:
+    """The dequantizing path's configs (DEQ_MM marks them): those of the weight dequantization for this group."""
+    return [triton.Config({**c.kwargs}, num_warps=c.num_warps) for c in dequant_configs_for(group)]
+
+
+def w4a8_dequant_mm(qx, sx, zx, qweight, scales, k: int, n: int, group: int, bias, out_dtype,
+                    config: triton.Config) -> torch.Tensor:
+    """The dequantizing path (arguments checked by w4a8_gemm): both operands to fp16 (bf16 for a bf16 output), then
+    one cuBLAS matmul with fp32 accumulation."""
+    dtype = torch.bfloat16 if out_dtype == torch.bfloat16 else torch.float16
+    w = _dequant(qweight, scales, None, n, k, group, dtype, config)
+    y = torch.nn.functional.linear(dequant_act(qx, sx, zx, dtype), w, None if bias is None else bias.to(dtype))
+    return y.to(out_dtype)
+
+
 def w4a8_gemm(qx: torch.Tensor, sx: torch.Tensor, zx: torch.Tensor | None, qweight: torch.Tensor,
               scales: torch.Tensor, group_size: int = 32, bias: torch.Tensor | None = None,
               out_dtype: torch.dtype = torch.float16, config: triton.Config | None = None) -> torch.Tensor:
@@ -108,6 +159,16 @@ def w4a8_gemm(qx: torch.Tensor, sx: torch.Tensor, zx: torch.Tensor | None, qweig
     if out_dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise ValueError(f"out_dtype={out_dtype} must be float16, bfloat16 or float32")
     m = qx.shape[0]
+    if config is None and autotune_enabled():
+        def run(cfg: triton.Config) -> torch.Tensor:
+            return w4a8_gemm(qx, sx, zx, qweight, scales, group_size, bias, out_dtype, cfg)
+
+        key = (n, k, triton.next_power_of_2(m), group, zx is not None, bias is not None, out_dtype)
+        config = tune("w4a8_gemm", key, get_autotune_configs() + deq_configs(group), run)
+    elif config is None and m > DEQ_MIN_M:
+        config = deq_configs(group)[0]
+    if config is not None and "DEQ_MM" in config.kwargs:
+        return w4a8_dequant_mm(qx, sx, zx, qweight, scales, k, n, group, bias, out_dtype, config)
     y = torch.empty(m, n, dtype=out_dtype, device=qx.device)
     args = (qx, qweight, scales, sx, zx if zx is not None else sx, bias if bias is not None else scales, y,
             m, n, k, min(triton.next_power_of_2(m), 4096), qx.stride(0), qweight.stride(0), scales.stride(0),

@@ -17,7 +17,8 @@ from kernels._common import label
 from kernels.act_quant import act_quant_int8_ref
 from kernels.int4_pack import pack_int4_weight
 from kernels.w4a8_gemm import get_autotune_configs as w4a8_configs
-from kernels.w4a8_gemm import w4a8_gemm, w4a8_gemm_ref
+from kernels.w4a8_gemm import deq_configs as w4a8_deq_configs
+from kernels.w4a8_gemm import dequant_act, w4a8_gemm, w4a8_gemm_ref
 from kernels.w4a16_gemm import (
     SMALL_M_CONFIG,
     SMALL_M_PATHS,
@@ -36,7 +37,7 @@ from kernels.w4a16_gemv import w4a16_gemv
 from kernels.w8a8_gemm import get_autotune_configs as w8a8_configs
 from kernels.w8a8_gemm import get_tma_configs as w8a8_tma_configs
 from kernels.w8a8_gemm import w8a8_gemm, w8a8_gemm_ref
-from qsched_core.quant.primitives import choose_qparams, quantize
+from qsched_core.quant.primitives import choose_qparams, dequantize, quantize
 
 M_ALL = [1, 2, 3, 15, 16, 17, 128, 1000]
 DTYPES = [torch.float16, torch.bfloat16]
@@ -180,6 +181,30 @@ def test_w4a16_tiled_wide_tiles_and_errors():
 @pytest.mark.parametrize("kind", ["w8a8", "w4a8"])
 def test_int8_every_m(kind, m):
     run_int8(kind, m, 33, 96, 32, torch.float16, sym_acts=kind == "w8a8")
+    if kind == "w4a8" and m > 16:  # both W4A8 paths at every larger M (without tuning, M > 512 dequantizes)
+        for cfg in (w4a8_configs()[0], w4a8_deq_configs(32)[0]):
+            run_int8(kind, m, 33, 96, 32, torch.float16, False, config=cfg)
+
+
+@pytest.mark.parametrize("g", GROUPS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_w4a8_dequant_path_every_config(g, dtype):
+    """W4A8 through dequantized operands and one matmul, every config of it for this group size, both activation
+    code ranges, against the reference (the integer kernel's reference: the two paths compute the same numbers)."""
+    for cfg in w4a8_deq_configs(g if g > 0 else 1 << 30):
+        for sym in (True, False):
+            run_int8("w4a8", 40, 33, 128, g, dtype, sym, config=cfg)
+
+
+def test_dequant_act_is_the_library_activation_and_sees_a_wrong_scale():
+    x = torch.randn(5, 300, generator=torch.Generator().manual_seed(3)) * 4
+    qx, sx, zx = (t.to(DEVICE) for t in act_quant_int8_ref(x, False))
+    ref = dequantize(qx, sx, zx).half()
+    assert torch.equal(dequant_act(qx, sx, zx, torch.float16), ref)
+    bad = sx.clone()
+    bad[2] *= 1.5
+    diff = (dequant_act(qx, bad, zx, torch.float16) != ref).any(dim=1)
+    assert diff.tolist() == [False, False, True, False, False]
 
 
 @pytest.mark.parametrize("kind,n,k,g,dtype,sym_acts", [
@@ -263,7 +288,7 @@ def _every_config():
     """(kernel, config) for every config a tuner may pick: GEMV, split-K tiled (small M), tiled, W8A8, W4A8."""
     return ([("gemv", c) for c in w4a16_gemv_configs()] + [("splitk", c) for c in get_splitk_configs()]
             + [("tiled", c) for c in w4a16_configs()] + [("w8a8", c) for c in w8a8_configs()]
-            + [("w4a8", c) for c in w4a8_configs()] + [("w8a8", c) for c in w8a8_tma_configs()])
+            + [("w4a8", c) for c in w4a8_configs() + w4a8_deq_configs(32)] + [("w8a8", c) for c in w8a8_tma_configs()])
 
 
 @pytest.mark.gpu
@@ -312,3 +337,15 @@ def test_gpu_tuned_w8a8_large_m_times_both_kernels(monkeypatch):
     times = [t for (name, key), t in TUNED.items() if name == "w8a8_gemm" and key[:2] == (1000, 768)]
     ran = [c for c, us in times[-1].items() if us < float("inf")] if times else []
     assert any("TMA" in c for c in ran) and any("TMA" not in c for c in ran), times
+
+
+@pytest.mark.gpu
+def test_gpu_tuned_w4a8_times_both_paths(monkeypatch):
+    """With tuning on, w4a8_gemm times the integer kernel and the dequantizing path together and stays right."""
+    from kernels._common import TUNED
+
+    monkeypatch.setenv("QSCHED_AUTOTUNE", "1")
+    run_int8("w4a8", 1000, 1000, 768, 32, torch.float16, False)
+    times = [t for (name, key), t in TUNED.items() if name == "w4a8_gemm" and key[:2] == (1000, 768)]
+    ran = [c for c, us in times[-1].items() if us < float("inf")] if times else []
+    assert any("DEQ_MM" in c for c in ran) and any("DEQ_MM" not in c for c in ran), times
