@@ -17,7 +17,7 @@ Files (one per kernel, each = `*_kernel` + a checking launcher + a `*_ref` built
   w4a16_dequant.py  large M: the fp16 weight written once, then cuBLAS (the fastest W4A16 path at M = 4096)
   w8a8_gemm.py   int8 x int8 on the tensor cores, per-token x per-channel scale epilogue; a persistent TMA variant
                  for large M
-  w4a8_gemm.py   int4 weights x int8 activations, integer dot per group
+  w4a8_gemm.py   int4 weights x int8 activations, integer dot per group; dequantize + cuBLAS at large M
   act_quant.py   fused per-token dynamic int8 activation quantization
   fwht.py        Hadamard transform (QuaRot's online rotation) as two small dots per row (or per R rows)
   linear.py      which QuantConfig runs on which kernel; QuantLinear's triton forward
