@@ -224,6 +224,9 @@ def tma_why_not(qx: torch.Tensor, qw: torch.Tensor) -> str | None:
         return "the TMA kernel needs a Hopper or newer GPU (compute capability >= 9)"
     if qx.shape[1] % 16:
         return f"the TMA kernel needs K to be a multiple of 16 (16-byte rows), got K={qx.shape[1]}"
+    if qx.data_ptr() % 16 or qw.data_ptr() % 16:
+        return ("the TMA kernel needs qx and qw to start at 16-byte aligned addresses (a sliced view may not); "
+                ".clone() them")
     return None
 
 

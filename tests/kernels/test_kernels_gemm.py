@@ -226,10 +226,14 @@ def test_w8a8_tma_kernel(m, n, k, sym_acts):
     run_int8("w8a8", m, n, k, -1, torch.float16, sym_acts, config=TMA_SMALL)
 
 
-def test_w8a8_tma_refuses_k_not_a_multiple_of_16():
+def test_w8a8_tma_refuses_k_not_a_multiple_of_16_and_misaligned_rows():
+    sx, sw = torch.ones(2, 1, device=DEVICE), torch.ones(3, 1, device=DEVICE)
     qx, qw = torch.zeros(2, 40, dtype=torch.int8, device=DEVICE), torch.zeros(3, 40, dtype=torch.int8, device=DEVICE)
     with pytest.raises(ValueError, match="K=40"):
-        w8a8_gemm(qx, torch.ones(2, 1, device=DEVICE), None, qw, torch.ones(3, 1, device=DEVICE), config=TMA_SMALL)
+        w8a8_gemm(qx, sx, None, qw, sw, config=TMA_SMALL)
+    shifted = torch.zeros(1 + 2 * 32, dtype=torch.int8, device=DEVICE)[1:].view(2, 32)  # contiguous, odd address
+    with pytest.raises(ValueError, match="16-byte aligned"):
+        w8a8_gemm(shifted, sx, None, torch.zeros(3, 32, dtype=torch.int8, device=DEVICE), sw, config=TMA_SMALL)
 
 
 # ---------------------------------------------------------------------------------- the tests can fail
