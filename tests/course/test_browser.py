@@ -2,9 +2,10 @@
 
 `make test` runs every notebook headless, where `widgets.live` calls the plotting function once; that proves
 the function works but not the widget. Here JupyterLab runs on a free localhost port (token-protected, on copies
-of the notebooks in a temporary folder, FAST mode, QSCHED_HEADLESS unset so `live` is ipywidgets' `interact`),
-Chromium opens a notebook, runs all its cells from the Run menu, moves a slider with the mouse and checks that
-the figure (and, in notebook 03, the printed JAQ read-out) changes within WIDGET_TIMEOUT_S. A screenshot of the
+of the notebooks in a temporary folder with their stored outputs and execution counts removed, FAST mode,
+QSCHED_HEADLESS unset so `live` is ipywidgets' `interact`), Chromium opens a notebook, waits until its kernel is
+connected and idle, runs all its cells from the Run menu, moves a slider with the mouse and checks that the figure
+(and, in notebook 03, the printed JAQ read-out) changes within WIDGET_TIMEOUT_S. A screenshot of the
 page goes to results/fast/browser/ (results/browser/ in a full-mode run). Everything is shut down at the end,
 every wait is bounded.
 
@@ -36,6 +37,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync"]
 NOTEBOOKS = ("03_qsched_coefficients.ipynb", "00_tiny_world.ipynb")
 RUN_ALL_TIMEOUT_S = 420      # a notebook's cells, FAST mode, on a busy 2-core CPU
+KERNEL_TIMEOUT_S = 120       # page load until the notebook's kernel is connected and idle
 WIDGET_TIMEOUT_S = 60        # one redraw after a slider move (3 images + JAQ in notebook 03: seconds when idle)
 LAB_SETTINGS = {             # no news pop-up, no autosave, every cell kept in the page
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
@@ -63,6 +65,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _fresh_copy(src: Path, dst: Path) -> None:
+    """`src` without its stored outputs and execution counts: the committed notebooks carry the prompts [1], [2],
+    ... of the run that saved them, which would read as "already run" before this kernel has run a single cell."""
+    nb = json.loads(src.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    dst.write_text(json.dumps(nb, indent=1))
+
+
 def _api(base: str, token: str, path: str, method: str = "GET"):
     req = urllib.request.Request(f"{base}{path}", method=method, headers={"Authorization": f"token {token}"})
     with urllib.request.urlopen(req, timeout=10) as r:
@@ -76,7 +88,7 @@ def lab(tmp_path_factory):
     _requirements()
     work = tmp_path_factory.mktemp("lab")
     for nb in NOTEBOOKS:
-        shutil.copy(ROOT / "notebooks" / nb, work / nb)
+        _fresh_copy(ROOT / "notebooks" / nb, work / nb)
     for name, value in LAB_SETTINGS.items():
         (work / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
         (work / "settings" / name).write_text(json.dumps(value))
@@ -86,7 +98,8 @@ def lab(tmp_path_factory):
                JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"), JUPYTER_RUNTIME_DIR=str(work / "runtime"))
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
            "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-           "--ServerApp.port_retries=0", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+           "--ServerApp.port_retries=0", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--LabApp.expose_app_in_browser=True"]   # window.jupyterapp: the page's own view of its kernel
     log = open(work / "server.log", "w")
     server = subprocess.Popen(cmd, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -148,15 +161,48 @@ def _started(prompts) -> bool:
     return any(p.strip("[]: ") for p in prompts)       # "[*]" or a number: the kernel has taken the cells
 
 
-def start_run_all(page, base: str, token: str, notebook: str) -> float:
-    """Open `notebook` and click Run > Run All Cells until a cell has started; returns the monotonic start time.
+def kernel_state(page, notebook: str) -> str:
+    """The page's own view of the kernel of `notebook`: "connected/idle" once the notebook is loaded, its session
+    has a kernel, the kernel's websocket is connected and the kernel has said it is idle."""
+    return page.evaluate("""(path) => {
+        const app = window.jupyterapp;
+        if (!app) return 'application not started';
+        for (const w of app.shell.widgets('main')) {
+            const context = w.context, session = w.sessionContext;
+            if (!context || !session || context.path !== path) continue;
+            const kernel = session.session && session.session.kernel;
+            if (!context.isReady || !session.isReady || !kernel) return 'no kernel yet';
+            return `${kernel.connectionStatus}/${kernel.status}`;
+        }
+        return 'notebook not open yet';
+    }""", notebook)
 
-    The click is repeated (up to 5 times) while no cell has started: right after the page loads, the kernel may
-    still be connecting (the menu item then does nothing) or a "Select Kernel" dialog may be open.
+
+def wait_for_kernel(page, notebook: str) -> None:
+    """Wait (KERNEL_TIMEOUT_S at most) until the page's kernel for `notebook` is connected and idle.
+
+    The toolbar's execution indicator is no such signal: it reads data-status="idle" from the moment the notebook
+    opens, before any kernel exists. Run All clicked then makes JupyterLab start a second kernel while the session
+    is still starting its own; the first is shut down and the cells end up run by no kernel (seen in CI).
+    """
+    deadline = time.monotonic() + KERNEL_TIMEOUT_S
+    while (state := kernel_state(page, notebook)) != "connected/idle":
+        if time.monotonic() > deadline:
+            pytest.fail(f"{notebook}: the kernel was not connected and idle {KERNEL_TIMEOUT_S} s after the page "
+                        f"loaded ({state})")
+        time.sleep(0.25)
+
+
+def start_run_all(page, base: str, token: str, notebook: str) -> float:
+    """Open `notebook`, wait for its kernel, click Run > Run All Cells until a cell has started; returns the
+    monotonic start time.
+
+    The click is repeated (up to 5 times) while no cell has started, e.g. when a "Select Kernel" dialog was open.
+    The copies have no stored execution counts (`_fresh_copy`), so a prompt other than "[ ]" is this kernel's.
     """
     workspace = Path(notebook).stem           # a fresh workspace per notebook: its tab is the only one open
     page.goto(f"{base}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={token}")
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    wait_for_kernel(page, notebook)
     t0 = time.monotonic()
     for _ in range(5):
         _confirm_kernel_dialog(page)
@@ -219,9 +265,22 @@ def move_slider(page, label: str) -> str:
 
 
 def widget_output(page) -> dict:
-    out = page.locator(".widget-interact .widget-output").first
-    imgs = out.locator("img")
-    return {"img": imgs.first.get_attribute("src") if imgs.count() else None, "text": out.inner_text()}
+    """The interact panel's output now, read in one step (no auto-wait): its first image's src (None without one)
+    and its text; {"img": None, "text": ""} while the panel is not on the page."""
+    return page.evaluate("""() => {
+        const out = document.querySelector('.widget-interact .widget-output');
+        const img = out && out.querySelector('img');
+        return {img: img ? img.getAttribute('src') : null, text: out ? out.innerText : ''};
+    }""")
+
+
+def wait_for_panel(page, text: str = "") -> dict:
+    """The interact panel's first drawing: its output once it shows an image (and `text`), WIDGET_TIMEOUT_S at
+    most. The kernel is idle when the cell has run, but the page renders the widget views after that."""
+    deadline = time.monotonic() + WIDGET_TIMEOUT_S
+    while not ((now := widget_output(page))["img"] and text in now["text"]) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return now
 
 
 def wait_for_change(page, before: dict, keys) -> float:
@@ -244,7 +303,7 @@ def screenshot(page, name: str) -> Path:
 def test_qsched_sliders_redraw_images_and_jaq(notebooks_run):
     page, seconds = notebooks_run["03_qsched_coefficients.ipynb"]
     page.bring_to_front()
-    before = widget_output(page)
+    before = wait_for_panel(page, "JAQ")
     assert before["img"] and "JAQ" in before["text"], f"no panel or JAQ read-out under the sliders: {before['text']!r}"
     value = move_slider(page, "start_x")
     latency = wait_for_change(page, before, ("img", "text"))
@@ -257,7 +316,8 @@ def test_qsched_sliders_redraw_images_and_jaq(notebooks_run):
 def test_caption_widget_redraws_images(notebooks_run):
     page, seconds = notebooks_run["00_tiny_world.ipynb"]
     page.bring_to_front()
-    before = widget_output(page)
+    before = wait_for_panel(page)
+    assert before["img"], f"no image under the sliders: {before['text']!r}"
     value = move_slider(page, "steps")
     latency = wait_for_change(page, before, ("img",))
     path = screenshot(page, "00_tiny_world")
