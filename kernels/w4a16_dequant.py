@@ -5,7 +5,9 @@ a GEMM at small M. At large M a GEMM is limited by its multiply-adds instead, an
 any of our Triton tiles, which also spend instructions on dequantizing every tile once per BLOCK_M rows of x: at
 M = 4096 the tiled kernel ran at 0.29-0.35x of cuBLAS fp16 on one H200 (results/kernels.md). Writing the fp16 weight
 costs one pass of 0.5 + 2 bytes per weight (about 40 us for 8192 x 8192 at the copy bandwidth), small next to the
-matmul's 700 us at M = 4096 and large next to a GEMV: `w4a16_gemm`'s tuner decides per shape and M.
+matmul's 700 us at M = 4096 and large next to a GEMV: `w4a16_gemm`'s tuner decides per shape and M. Measured on the
+same GPU: 0.93-0.95x of cuBLAS fp16 at M = 4096 on the layers >= 32 MB, 0.39-0.49x at M = 128 (where the
+tensor-core kernel wins), `results/kernels.md`.
 
 The price is memory: while the call runs, one layer's weight exists in fp16 (2 N K bytes, freed afterwards); the
 stored model stays packed (int4_pack.py).
