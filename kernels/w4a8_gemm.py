@@ -134,7 +134,7 @@ def dequant_act(qx: torch.Tensor, sx: torch.Tensor, zx: torch.Tensor | None, dty
 
 def deq_configs(group: int) -> list[triton.Config]:
     """The dequantizing path's configs (DEQ_MM marks them): those of the weight dequantization for this group."""
-    return [triton.Config({**c.kwargs}, num_warps=c.num_warps) for c in dequant_configs_for(group)]
+    return dequant_configs_for(group)
 
 
 def w4a8_dequant_mm(qx, sx, zx, qweight, scales, k: int, n: int, group: int, bias, out_dtype,

@@ -59,6 +59,34 @@ def get_autotune_configs() -> list[triton.Config]:
                                       (128, 256, 64, 8, 6), (256, 128, 64, 8, 6), (128, 128, 128, 4, 5)]]
 
 
+@triton.jit
+def _grouped_tile(tile, n_m, n_n, GROUP_M: tl.constexpr):
+    """(pid_m, pid_n) of output tile number `tile` in grouped order: GROUP_M rows of tiles at a time, so that
+    consecutive tiles share weight tiles in L2."""
+    group_id = tile // (GROUP_M * n_n)
+    first_m = group_id * GROUP_M
+    size_m = tl.minimum(n_m - first_m, GROUP_M)
+    return first_m + (tile % (GROUP_M * n_n)) % size_m, (tile % (GROUP_M * n_n)) // size_m
+
+
+@triton.jit
+def _scale_store(acc, colsum, pid_m, pid_n, M, N, sx_ptr, zx_ptr, sw_ptr, b_ptr, y_ptr, stride_ym,
+                 HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The epilogue of one (BLOCK_M, BLOCK_N) int32 tile: zero point, per-token x per-channel scale, bias, store."""
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m, mask_n = offs_m < M, offs_n < N
+    if HAS_ZERO:
+        acc -= tl.load(zx_ptr + offs_m, mask=mask_m, other=0)[:, None] * colsum[None, :]
+    sx = tl.load(sx_ptr + offs_m, mask=mask_m, other=0.0)
+    sw = tl.load(sw_ptr + offs_n, mask=mask_n, other=0.0)
+    y = acc.to(tl.float32) * sx[:, None] * sw[None, :]
+    if HAS_BIAS:
+        y += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :], y.to(y_ptr.dtype.element_ty),
+             mask=mask_m[:, None] & mask_n[None, :])
+
+
 @triton.jit(do_not_specialize=["M", "M_BUCKET"])  # one compile for every M
 def w8a8_gemm_kernel(
     # pointers
@@ -71,14 +99,7 @@ def w8a8_gemm_kernel(
     HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
-    # grouped tile order: consecutive programs share weight tiles
-    pid = tl.program_id(0)
-    n_m, n_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
-    group_id = pid // (GROUP_M * n_n)
-    first_m = group_id * GROUP_M
-    size_m = tl.minimum(n_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % (GROUP_M * n_n)) % size_m
-    pid_n = (pid % (GROUP_M * n_n)) // size_m
+    pid_m, pid_n = _grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -95,18 +116,8 @@ def w8a8_gemm_kernel(
         acc = tl.dot(a, b, acc, out_dtype=ACC_DTYPE)
         if HAS_ZERO:
             colsum += tl.sum(b.to(tl.int32), axis=0)
-    # epilogue: zero point, per-token x per-channel scale, bias
-    acc = acc.to(tl.int32)
-    if HAS_ZERO:
-        zx = tl.load(zx_ptr + offs_m, mask=mask_m, other=0)
-        acc -= zx[:, None] * colsum[None, :]
-    sx = tl.load(sx_ptr + offs_m, mask=mask_m, other=0.0)
-    sw = tl.load(sw_ptr + offs_n, mask=mask_n, other=0.0)
-    y = acc.to(tl.float32) * sx[:, None] * sw[None, :]
-    if HAS_BIAS:
-        y += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :], y.to(y_ptr.dtype.element_ty),
-             mask=mask_m[:, None] & mask_n[None, :])
+    _scale_store(acc.to(tl.int32), colsum, pid_m, pid_n, M, N, sx_ptr, zx_ptr, sw_ptr, b_ptr, y_ptr, stride_ym,
+                 HAS_ZERO, HAS_BIAS, BLOCK_M, BLOCK_N)
 
 
 def get_tma_configs() -> list[triton.Config]:
@@ -138,11 +149,7 @@ def w8a8_gemm_tma_kernel(
     n_m, n_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
     for tile in tl.range(tl.program_id(0), n_m * n_n, NUM_SMS, flatten=FLATTEN):
-        group_id = tile // (GROUP_M * n_n)
-        first_m = group_id * GROUP_M
-        size_m = tl.minimum(n_m - first_m, GROUP_M)
-        pid_m = first_m + (tile % (GROUP_M * n_n)) % size_m
-        pid_n = (tile % (GROUP_M * n_n)) // size_m
+        pid_m, pid_n = _grouped_tile(tile, n_m, n_n, GROUP_M)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
         colsum = tl.zeros((BLOCK_N,), dtype=tl.int32)
         for kt in range(k_tiles):
@@ -151,18 +158,8 @@ def w8a8_gemm_tma_kernel(
             acc = tl.dot(a, b.T, acc, out_dtype=tl.int32)
             if HAS_ZERO:
                 colsum += tl.sum(b.to(tl.int32), axis=1)
-        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        mask_m, mask_n = offs_m < M, offs_n < N
-        if HAS_ZERO:
-            acc -= tl.load(zx_ptr + offs_m, mask=mask_m, other=0)[:, None] * colsum[None, :]
-        sx = tl.load(sx_ptr + offs_m, mask=mask_m, other=0.0)
-        sw = tl.load(sw_ptr + offs_n, mask=mask_n, other=0.0)
-        y = acc.to(tl.float32) * sx[:, None] * sw[None, :]
-        if HAS_BIAS:
-            y += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-        tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :], y.to(y_ptr.dtype.element_ty),
-                 mask=mask_m[:, None] & mask_n[None, :])
+        _scale_store(acc, colsum, pid_m, pid_n, M, N, sx_ptr, zx_ptr, sw_ptr, b_ptr, y_ptr, stride_ym,
+                     HAS_ZERO, HAS_BIAS, BLOCK_M, BLOCK_N)
 
 
 @lru_cache(maxsize=1)
